@@ -1,0 +1,207 @@
+"""Safe checkpoints: weights in safetensors, metadata in JSON beside them, written atomically.
+
+``load_model`` never unpickles anything. It checks the file is present and not a Git LFS pointer,
+that its sha256 matches the metadata, that the tensors parse and match the variant's architecture
+(key set and shapes) and are finite, and raises :class:`CheckpointError` with a readable message
+for every failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from core.models import VARIANTS, build_model
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "checkpoints"
+REQUIRED_METADATA = (
+    "variant",
+    "params",
+    "normalization",
+    "test_accuracy",
+    "per_class",
+    "history",
+    "training",
+    "sha256",
+)
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, tampered with or does not fit its architecture."""
+
+
+def weights_path(variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY) -> Path:
+    """Path of a variant's safetensors file."""
+    return Path(directory) / f"{variant}.safetensors"
+
+
+def metadata_path(variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY) -> Path:
+    """Path of a variant's JSON metadata."""
+    return Path(directory) / f"{variant}.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(
+    model: nn.Module,
+    variant: str,
+    metadata: dict[str, Any],
+    directory: str | os.PathLike[str] = DEFAULT_DIRECTORY,
+) -> dict[str, Any]:
+    """Write ``<variant>.safetensors`` and ``<variant>.json``; returns the metadata as written."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = save_safetensors_bytes(state, metadata={"variant": variant})
+    full = {**metadata, "variant": variant, "sha256": hashlib.sha256(blob).hexdigest()}
+    atomic_write_bytes(weights_path(variant, directory), blob)
+    write_metadata(variant, full, directory)
+    return full
+
+
+def write_metadata(
+    variant: str, metadata: dict[str, Any], directory: str | os.PathLike[str] = DEFAULT_DIRECTORY
+) -> None:
+    """Rewrite a checkpoint's JSON metadata (e.g. after re-evaluation); the weights are untouched."""
+    atomic_write_text(metadata_path(variant, directory), json.dumps(metadata, indent=2) + "\n")
+
+
+def read_metadata(
+    variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY
+) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, validated for the fields other code relies on."""
+    path = metadata_path(variant, directory)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as error:
+        raise CheckpointError(
+            f"Model {variant!r}: metadata file {path} is missing. "
+            "Restore it from git or retrain with `python scripts/train_all.py`."
+        ) from error
+    except OSError as error:
+        raise CheckpointError(f"Model {variant!r}: cannot read {path}: {error}.") from error
+    if raw.startswith(LFS_POINTER_PREFIX):
+        raise CheckpointError(
+            f"Model {variant!r}: {path} is a Git LFS pointer, not the file. Run `git lfs pull`."
+        )
+    try:
+        metadata = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"Model {variant!r}: metadata {path} is not valid JSON ({error})."
+        ) from error
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"Model {variant!r}: metadata {path} is not a JSON object.")
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise CheckpointError(f"Model {variant!r}: metadata {path} lacks {', '.join(missing)}.")
+    if metadata["variant"] != variant:
+        raise CheckpointError(
+            f"Model {variant!r}: metadata {path} describes {metadata['variant']!r} instead."
+        )
+    norm = metadata["normalization"]
+    if not (
+        isinstance(norm, dict)
+        and isinstance(norm.get("mean"), int | float)
+        and isinstance(norm.get("std"), int | float)
+        and norm["std"] > 0
+    ):
+        raise CheckpointError(f"Model {variant!r}: metadata {path} has an invalid normalization.")
+    return metadata
+
+
+def _read_weights(
+    variant: str, directory: str | os.PathLike[str], expected_sha: str
+) -> dict[str, torch.Tensor]:
+    path = weights_path(variant, directory)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError as error:
+        raise CheckpointError(
+            f"Model {variant!r}: weights file {path} is missing. "
+            "Restore it from git or retrain with `python scripts/train_all.py`."
+        ) from error
+    except OSError as error:
+        raise CheckpointError(f"Model {variant!r}: cannot read {path}: {error}.") from error
+    if blob.startswith(LFS_POINTER_PREFIX):
+        raise CheckpointError(
+            f"Model {variant!r}: {path} is a Git LFS pointer, not the weights. Run `git lfs pull`."
+        )
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != expected_sha:
+        raise CheckpointError(
+            f"Model {variant!r}: {path} does not match its recorded sha256 "
+            f"(file {digest[:12]}…, expected {str(expected_sha)[:12]}…): it is truncated, "
+            "corrupted or was changed."
+        )
+    try:
+        return load_safetensors_bytes(blob)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"Model {variant!r}: {path} is not a valid safetensors file ({error})."
+        ) from error
+
+
+def load_model(
+    variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a verified checkpoint: ``(model in eval mode on CPU, metadata)``."""
+    if variant not in VARIANTS:
+        raise CheckpointError(f"Unknown model {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    metadata = read_metadata(variant, directory)
+    state = _read_weights(variant, directory, metadata["sha256"])
+    model = build_model(variant)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"Model {variant!r}: the weights do not fit the {variant} architecture "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"Model {variant!r}: tensor {key} has shape {tuple(tensor.shape)}, "
+                f"the {variant} architecture needs {tuple(expected[key].shape)}."
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"Model {variant!r}: tensor {key} holds NaN or infinite values.")
+    model.load_state_dict(state)
+    return model.eval(), metadata
+
+
+def available_variants(directory: str | os.PathLike[str] = DEFAULT_DIRECTORY) -> list[str]:
+    """Variants whose weights and metadata files both exist (not yet verified)."""
+    return [
+        v
+        for v in VARIANTS
+        if weights_path(v, directory).exists() and metadata_path(v, directory).exists()
+    ]

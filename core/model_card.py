@@ -1,0 +1,96 @@
+"""Model cards (``checkpoints/<variant>.md``) generated from a checkpoint's measured metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def render_model_card(metadata: dict[str, Any]) -> str:
+    """Markdown card: architecture, hyper-parameters, measured accuracy, intended use, limitations."""
+    variant = metadata["variant"]
+    training = metadata["training"]
+    lines = [
+        f"# Model card: `{variant}`",
+        "",
+        f"A {len(metadata.get('config', {}).get('channels', [])) or '?'}-conv-block LeakyReLU CNN "
+        "for 28×28 MNIST-style digits, part of digit-lens. Every figure below was measured by "
+        "`scripts/train_all.py` / `scripts/evaluate_all.py` and is read from the checkpoint "
+        "metadata.",
+        "",
+        "## Results (10,000 MNIST test images)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| test accuracy | {_pct(metadata['test_accuracy'])} |",
+        f"| test errors | {metadata.get('test_errors', '?')} of 10,000 |",
+        f"| validation accuracy (best epoch) | {_pct(training['best_val_accuracy'])} |",
+    ]
+    if "test_ece" in metadata:
+        lines.append(f"| expected calibration error (15 bins) | {metadata['test_ece']:.4f} |")
+    if "temperature" in metadata:
+        lines.append(f"| fitted temperature | {metadata['temperature']:.3f} |")
+        lines.append(f"| ECE after temperature scaling | {metadata['test_ece_scaled']:.4f} |")
+    lines += [
+        f"| parameters | {metadata['params']:,} |",
+        "",
+        "## Architecture",
+        "",
+        "| layer | type | output shape | parameters |",
+        "|---|---|---|---|",
+    ]
+    for row in metadata.get("architecture", []):
+        shape = "×".join(str(d) for d in row["output_shape"])
+        lines.append(f"| `{row['layer']}` | {row['type']} | {shape} | {row['params']:,} |")
+    config = training["config"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- Data: MNIST training set, {training['train_size']:,} images for training and "
+        f"{training['val_size']:,} held out (seed {config['seed']}) for early stopping.",
+        f"- Normalisation: mean {metadata['normalization']['mean']}, "
+        f"std {metadata['normalization']['std']}.",
+        f"- AdamW (weight decay {config['weight_decay']}), OneCycleLR up to {config['max_lr']}, "
+        f"batch {config['batch_size']}, label smoothing {config['label_smoothing']}.",
+        f"- Epochs run: {training['epochs_run']} of {config['epochs']} "
+        f"(best epoch {training['best_epoch']}, patience {config['patience']}).",
+        "- Per-sample augmentation: rotation, shear, scale, shift and stroke thinning/thickening.",
+        f"- Training time: {training['seconds']:.0f} s on {training['device']} "
+        f"({training['threads']} threads), torch {training['torch']}.",
+        "",
+        "## Per-class results",
+        "",
+        "| digit | precision | recall (accuracy) | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for row in metadata["per_class"]:
+        lines.append(
+            f"| {row['class']} | {_pct(row['precision'])} | {_pct(row['recall'])} | "
+            f"{_pct(row['f1'])} | {row['support']} |"
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "Teaching and exploring how a small CNN classifies handwritten digits: the digit-lens "
+        "dashboard shows its predictions, activations and attributions. Not for reading digits in "
+        "documents where errors cost anything (cheques, forms, addresses).",
+        "",
+        "## Limitations",
+        "",
+        "- **Out-of-distribution input**: the model always outputs one of ten digits. Letters, "
+        "clothing, noise or scribbles still get a class, sometimes with high confidence; use the "
+        "confidence threshold (rejection) and read the out-of-distribution figures before trusting "
+        "a prediction.",
+        "- **Canvas domain shift**: MNIST digits are centred pen strokes scanned in 1990s US forms. "
+        "Digits drawn on a canvas have thicker strokes, other positions and sizes, and other "
+        "writing styles; preprocessing and stroke-width augmentation narrow this gap but do not "
+        "remove it.",
+        "- Trained on one seed; the numbers above are single-run figures, not averages.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The three CNN variants: 1, 2 and 3 conv blocks with LeakyReLU, then a small dense head.
+
+Every block is an ``nn.Sequential`` named ``block<i>`` whose children are named ``conv``, ``bn``,
+``act``, ``pool`` and ``drop``, so the dashboard can list and hook "the conv layers of this model"
+by name (``block1.conv``, ``block1.act``, ...). Each activation is its own ``nn.LeakyReLU``
+module, never a shared or functional one (see DESIGN.md: attribution methods patch modules).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+VARIANTS: tuple[str, ...] = ("cnn1", "cnn2", "cnn3")
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Architecture of one variant: conv channels per block, dense width and dropout rates."""
+
+    name: str
+    channels: tuple[int, ...]
+    kernel_size: int = 3
+    hidden: int = 128
+    block_dropout: float = 0.1
+    head_dropout: float = 0.3
+    negative_slope: float = 0.01
+
+
+CONFIGS: dict[str, CNNConfig] = {
+    "cnn1": CNNConfig("cnn1", channels=(32,), kernel_size=5, hidden=128, block_dropout=0.15),
+    "cnn2": CNNConfig("cnn2", channels=(32, 64), hidden=192),
+    "cnn3": CNNConfig("cnn3", channels=(32, 64, 128), hidden=256),
+}
+
+
+class DigitCNN(nn.Module):
+    """Conv blocks (conv → BatchNorm → LeakyReLU → max-pool → dropout), then flatten → dense → 10."""
+
+    def __init__(self, config: CNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks: list[tuple[str, nn.Module]] = []
+        in_channels, side = 1, 28
+        for index, out_channels in enumerate(config.channels, start=1):
+            block = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(
+                        in_channels,
+                        out_channels,
+                        config.kernel_size,
+                        padding=config.kernel_size // 2,
+                        bias=False,
+                    ),
+                    bn=nn.BatchNorm2d(out_channels),
+                    act=nn.LeakyReLU(config.negative_slope, inplace=False),
+                    pool=nn.MaxPool2d(2),
+                    drop=nn.Dropout2d(config.block_dropout),
+                )
+            )
+            blocks.append((f"block{index}", block))
+            in_channels, side = out_channels, side // 2
+        self.features = nn.Sequential(OrderedDict(blocks))
+        self.head = nn.Sequential(
+            OrderedDict(
+                flatten=nn.Flatten(),
+                fc1=nn.Linear(in_channels * side * side, config.hidden),
+                act=nn.LeakyReLU(config.negative_slope, inplace=False),
+                drop=nn.Dropout(config.head_dropout),
+                fc2=nn.Linear(config.hidden, 10),
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map normalised ``[N, 1, 28, 28]`` images to ``[N, 10]`` logits."""
+        return self.head(self.features(x))
+
+
+def build_model(variant: str) -> DigitCNN:
+    """Return an untrained model of ``variant`` (one of :data:`VARIANTS`)."""
+    if variant not in CONFIGS:
+        raise ValueError(f"Unknown model variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    return DigitCNN(CONFIGS[variant])
+
+
+def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
+    """Conv layers of a model by qualified name (``features.block1.conv``), input to output."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def block_activations(model: nn.Module) -> dict[str, nn.LeakyReLU]:
+    """The LeakyReLU after each conv, by qualified name: where conv activations are read."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.LeakyReLU) and name.startswith("features.")
+    }
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def layer_summary(model: nn.Module) -> list[dict[str, object]]:
+    """Rows of (layer, type, output shape, parameters) for model cards, from a dummy forward pass."""
+    rows: list[dict[str, object]] = []
+    handles = []
+
+    def record(name: str):
+        def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(module).__name__,
+                    "output_shape": list(output.shape[1:]),
+                    "params": sum(p.numel() for p in module.parameters(recurse=False)),
+                }
+            )
+
+        return hook
+
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            handles.append(module.register_forward_hook(record(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 28, 28))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return rows
