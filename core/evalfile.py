@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,5 +39,5 @@ def read_eval_file(
         raise CheckpointError(
             f"Evaluation file {path} is missing; run `python scripts/evaluate_all.py`."
         ) from error
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"Evaluation file {path} is unreadable ({error}).") from error
