@@ -22,8 +22,10 @@ class AugmentConfig:
     shear_degrees: float = 8.0
     scale: tuple[float, float] = (0.85, 1.12)
     translate: float = 0.1
+    # share of samples that get a random affine; the rest keep their exact pixels, as test digits do
+    affine_prob: float = 0.8
     # probabilities of: thinner stroke, thicker (+1 px), much thicker (+2 px); the rest unchanged
-    stroke_probs: tuple[float, float, float] = (0.1, 0.25, 0.15)
+    stroke_probs: tuple[float, float, float] = (0.1, 0.2, 0.1)
 
 
 def _random_affine(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -47,6 +49,8 @@ def _random_affine(n: int, config: AugmentConfig, generator: torch.Generator) ->
     theta[:, 1, 1] = (cos + tan * sin) * inv
     theta[:, 0, 2] = tx
     theta[:, 1, 2] = ty
+    keep = torch.rand(n, generator=generator) >= config.affine_prob
+    theta[keep] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     return theta
 
 
@@ -71,12 +75,14 @@ def augment_batch(
 ) -> torch.Tensor:
     """Augment ``[N, 1, 28, 28]`` images in [0, 1], each sample with its own random draw.
 
-    Works at twice the resolution (so a stroke can grow by one 28-px pixel) and averages back down,
-    which also anti-aliases the resampled image.
+    Works at twice the resolution (so a stroke can grow by half a 28-px pixel per side) and averages
+    back down, which anti-aliases the resampled image. Upsampling is nearest-neighbour so that an
+    identity draw returns the input exactly: a systematic blur would teach the model a train/test
+    mismatch (measured: bilinear up/down-sampling alone cost half a point of test accuracy).
     """
     config = config or AugmentConfig()
     n = images.shape[0]
-    hires = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+    hires = F.interpolate(images, scale_factor=2, mode="nearest")
     hires = _vary_strokes(hires, config, generator)
     grid = F.affine_grid(
         _random_affine(n, config, generator), list(hires.shape), align_corners=False

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 
-from core.augment import augment_batch
+from core.augment import AugmentConfig, augment_batch
 from core.models import build_model
 from core.train import TrainConfig, evaluate_split, fit
 
@@ -89,3 +89,11 @@ def test_augmentation_differs_per_sample_and_stays_in_range() -> None:
     # identical inputs, so any two different outputs prove per-sample randomness
     distinct = {tuple(row.round(decimals=3).tolist()) for row in flat}
     assert len(distinct) == 8
+
+
+def test_identity_augmentation_returns_the_exact_pixels() -> None:
+    images, _ = synthetic_digits(4)
+    batch = images.float().div(255).unsqueeze(1)
+    identity = AugmentConfig(0.0, 0.0, (1.0, 1.0), 0.0, affine_prob=0.0, stroke_probs=(0, 0, 0))
+    out = augment_batch(batch, torch.Generator().manual_seed(0), identity)
+    assert torch.allclose(out, batch, atol=1e-5)
