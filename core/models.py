@@ -31,7 +31,11 @@ class CNNConfig:
 
 
 CONFIGS: dict[str, CNNConfig] = {
-    "cnn1": CNNConfig("cnn1", channels=(32,), kernel_size=5, hidden=128, block_dropout=0.15),
+    # One conv layer underfits under augmentation: no channel dropout there (measured: val 98.9% with
+    # 0.15, 99.3% without).
+    "cnn1": CNNConfig(
+        "cnn1", channels=(32,), kernel_size=5, hidden=128, block_dropout=0.0, head_dropout=0.25
+    ),
     "cnn2": CNNConfig("cnn2", channels=(32, 64), hidden=192),
     "cnn3": CNNConfig("cnn3", channels=(32, 64, 128), hidden=256),
 }
