@@ -1,21 +1,70 @@
 """Precompute what the dashboard reads for a checkpoint: metadata figures, eval arrays, model card.
 
-Heavy work (the 10,000 test images, out-of-distribution sets) is done here, ahead of time, so every
-dashboard page opens instantly.
+Heavy work (the 10,000 test images, out-of-distribution sets, temperature scaling) is done here,
+ahead of time, so every dashboard page opens instantly. See :func:`evaluate_variant` for the keys
+written.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from core.checkpoints import load_model, write_metadata
-from core.data import load_mnist_test
+from core.calibration import (
+    REPORT_COVERAGES,
+    accuracy_at_coverage,
+    area_under_risk_coverage,
+    calibration_report,
+    downsample_curve,
+    risk_coverage,
+)
+from core.checkpoints import load_model, read_metadata, write_metadata
+from core.data import load_mnist, load_mnist_test
 from core.evalfile import write_eval_file
 from core.evaluate import predict_logits, softmax, summarize
 from core.model_card import render_model_card
+from core.ood import (
+    OOD_LABELS,
+    OOD_SETS,
+    SCORE_LABELS,
+    OODDataUnavailableError,
+    load_ood_set,
+    ood_report,
+)
+
+OOD_SAMPLES = 2000
+OOD_SEED = 0
+OOD_EXAMPLES = 16
+CURVE_POINTS = 500
+RELIABILITY_BINS = 15
+
+
+def build_ood_sets(
+    n: int = OOD_SAMPLES, seed: int = OOD_SEED, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every OOD set that can be built here, and for the others the reason they cannot."""
+    sets: dict[str, np.ndarray] = {}
+    unavailable: dict[str, str] = {}
+    for name in OOD_SETS:
+        try:
+            sets[name] = load_ood_set(name, n, seed, data_dir)
+        except OODDataUnavailableError as error:
+            unavailable[name] = str(error)
+            print(f"warning: OOD set {name} skipped: {error}", file=sys.stderr)
+    return sets, unavailable
+
+
+def _validation_split(
+    metadata: dict, data_dir: str | os.PathLike[str] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    seed = int(metadata.get("training", {}).get("seed", 0))
+    splits = load_mnist(data_dir, seed=seed)
+    return splits.val_images, splits.val_labels
 
 
 def evaluate_variant(
@@ -23,32 +72,139 @@ def evaluate_variant(
     directory: Path,
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
+    *,
+    val_images: torch.Tensor | None = None,
+    val_labels: torch.Tensor | None = None,
+    ood_sets: Mapping[str, np.ndarray] | None = None,
+    ood_unavailable: Mapping[str, str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> dict:
-    """Evaluate one checkpoint, update its metadata, eval file and model card; return the metadata."""
+    """Evaluate one checkpoint, update its metadata, eval file and model card; return the metadata.
+
+    The validation split (for temperature scaling) defaults to the one training used, rebuilt from
+    the data directory with the seed in the metadata; the OOD sets default to
+    :func:`build_ood_sets`.
+
+    ``<variant>.eval.npz`` keys: ``logits``, ``probabilities``, ``labels`` (test set);
+    ``ood_sets`` (names present); per set ``ood_<set>_logits`` (float16 [n, 10]; scores via
+    ``core.ood.msp_score`` / ``energy_score``) and ``ood_<set>_examples`` (uint8 [16, 28, 28]);
+    ``temperature`` (scalar);
+    ``reliability_edges`` and ``reliability_{count,confidence,accuracy}`` before and
+    ``reliability_calibrated_{count,confidence,accuracy}`` after temperature scaling;
+    ``risk_coverage_{threshold,coverage,accuracy,risk}`` (at most 500 points).
+
+    Metadata keys added: ``temperature``, ``test_ece_scaled``, ``calibration``, ``selective``,
+    ``ood``.
+    """
     model, metadata = load_model(variant, directory)
-    logits = predict_logits(model, test_images, metadata["normalization"])
+    normalization = metadata["normalization"]
+    logits = predict_logits(model, test_images, normalization)
     probabilities = softmax(logits)
     labels = test_labels.numpy()
     summary = summarize(probabilities, labels)
+
+    if val_images is None or val_labels is None:
+        val_images, val_labels = _validation_split(metadata, data_dir)
+    val_logits = predict_logits(model, val_images, normalization)
+    calibration = calibration_report(
+        val_logits, val_labels.numpy(), logits, labels, bins=RELIABILITY_BINS
+    )
+    curve = risk_coverage(probabilities, labels)
+
+    if ood_sets is None:
+        ood_sets, ood_unavailable = build_ood_sets(data_dir=data_dir)
+    # Stored as float16 to keep the file small; every figure is computed from the stored values,
+    # so the dashboard recomputes exactly what the metadata says.
+    ood_logits = {
+        name: predict_logits(model, torch.from_numpy(np.array(images)), normalization)
+        .astype(np.float16)
+        .astype(np.float32)
+        for name, images in ood_sets.items()
+    }
+    report = ood_report(logits, ood_logits)
+    for name, entry in report["sets"].items():
+        entry["label"] = OOD_LABELS.get(name, name)
+
+    before, after = calibration["reliability_before"], calibration["reliability_after"]
+    arrays: dict[str, np.ndarray] = {
+        "logits": logits.astype(np.float32),
+        "probabilities": probabilities.astype(np.float32),
+        "labels": labels.astype(np.int64),
+        "ood_sets": np.array(list(ood_logits), dtype=np.str_),
+        "temperature": np.float64(calibration["temperature"]),
+        "reliability_edges": before["edges"],
+        **{f"reliability_{k}": before[k] for k in ("count", "confidence", "accuracy")},
+        **{f"reliability_calibrated_{k}": after[k] for k in ("count", "confidence", "accuracy")},
+        **{f"risk_coverage_{k}": v for k, v in downsample_curve(curve, CURVE_POINTS).items()},
+    }
+    for name, out in ood_logits.items():
+        arrays[f"ood_{name}_logits"] = out.astype(np.float16)
+        arrays[f"ood_{name}_examples"] = np.asarray(ood_sets[name][:OOD_EXAMPLES], np.uint8)
+
     metadata.update(
         test_accuracy=summary["accuracy"],
         test_errors=int((probabilities.argmax(1) != labels).sum()),
         per_class=summary["per_class"],
         test_ece=summary["ece"],
         confusion=summary["confusion"].tolist(),
+        temperature=calibration["temperature"],
+        test_ece_scaled=calibration["ece_after"],
+        calibration={
+            key: calibration[key]
+            for key in (
+                "temperature",
+                "ece_before",
+                "ece_after",
+                "nll_before",
+                "nll_after",
+                "val_nll_before",
+                "val_nll_after",
+            )
+        }
+        | {"fitted_on": "validation", "val_size": len(val_labels), "bins": RELIABILITY_BINS},
+        selective={
+            "aurc": area_under_risk_coverage(curve),
+            "accuracy_at_coverage": {
+                f"{c:.2f}": accuracy_at_coverage(curve, c) for c in REPORT_COVERAGES
+            },
+        },
+        ood={
+            **report,
+            "n_per_set": OOD_SAMPLES,
+            "seed": OOD_SEED,
+            "scores": SCORE_LABELS,
+            "unavailable": dict(ood_unavailable or {}),
+        },
     )
-    write_eval_file(
-        directory / f"{variant}.eval.npz",
-        logits=logits.astype(np.float32),
-        probabilities=probabilities.astype(np.float32),
-        labels=labels.astype(np.int64),
-    )
+    write_eval_file(directory / f"{variant}.eval.npz", **arrays)
     write_metadata(variant, metadata, directory)
     (directory / f"{variant}.md").write_text(render_model_card(metadata), encoding="utf-8")
     return metadata
 
 
 def evaluate_all(variants: list[str], directory: Path, data_dir: str | None) -> list[dict]:
-    """Evaluate each variant in turn; returns their metadata."""
+    """Evaluate each variant in turn (test set, validation split, OOD sets built once)."""
     test_images, test_labels = load_mnist_test(data_dir)
-    return [evaluate_variant(v, directory, test_images, test_labels) for v in variants]
+    ood_sets, unavailable = build_ood_sets(data_dir=data_dir)
+    splits_by_seed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    results = []
+    for variant in variants:
+        seed = int(read_metadata(variant, directory).get("training", {}).get("seed", 0))
+        if seed not in splits_by_seed:
+            splits = load_mnist(data_dir, seed=seed)
+            splits_by_seed[seed] = (splits.val_images, splits.val_labels)
+        val_images, val_labels = splits_by_seed[seed]
+        results.append(
+            evaluate_variant(
+                variant,
+                directory,
+                test_images,
+                test_labels,
+                val_images=val_images,
+                val_labels=val_labels,
+                ood_sets=ood_sets,
+                ood_unavailable=unavailable,
+                data_dir=data_dir,
+            )
+        )
+    return results

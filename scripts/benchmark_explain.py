@@ -1,0 +1,124 @@
+"""Time the explanation engine on the shipped checkpoints: Grad-CAM, activations, other methods.
+
+Targets (issue 4): Grad-CAM for one image and one layer under 15 ms, all activations under 5 ms.
+Prints p50/p95 per variant (and per conv layer for Grad-CAM) over ``--repeats`` calls after a
+warm-up, on one MNIST test image (a drawn 7 when MNIST is not available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
+from core.data import DataUnavailableError, load_mnist_test
+from core.explain import activations, attribute, conv_layer_names, gradcam
+from core.models import VARIANTS
+from core.sanity import cascading_randomization
+from core.train import to_input
+
+GRADCAM_TARGET_MS = 15.0
+ACTIVATIONS_TARGET_MS = 5.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=Path, default=DEFAULT_DIRECTORY)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=200, help="timed calls per measurement")
+    parser.add_argument("--slow-repeats", type=int, default=20, help="for IG/occlusion/sanity")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--data-dir", help="MNIST directory (default: $DIGIT_LENS_DATA or ./data)")
+    return parser.parse_args(argv)
+
+
+def sample_image(data_dir: str | None) -> tuple[torch.Tensor, str]:
+    """uint8 ``[1, 28, 28]``: the first MNIST test image, else a drawn 7."""
+    try:
+        images, labels = load_mnist_test(data_dir)
+        return images[:1], f"MNIST test image 0 (label {int(labels[0])})"
+    except DataUnavailableError:
+        canvas = Image.new("L", (28, 28), 0)
+        ImageDraw.Draw(canvas).line([(8, 7), (20, 7), (13, 22)], fill=255, width=3)
+        return torch.from_numpy(np.array(canvas))[None], "a drawn 7 (MNIST not available)"
+
+
+def timings_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> np.ndarray:
+    """Wall-clock milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    result = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        result[i] = (time.perf_counter() - start) * 1000
+    return result
+
+
+def row(label: str, ms: np.ndarray, target: float | None = None) -> str:
+    """One table line: p50, p95 and, with a target, whether p95 meets it."""
+    p50, p95 = np.percentile(ms, [50, 95])
+    verdict = "" if target is None else ("  ok" if p95 < target else f"  OVER {target:g} ms")
+    return f"  {label:42} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms{verdict}"
+
+
+def benchmark_variant(
+    model: torch.nn.Module, normalization: dict[str, float], image: torch.Tensor, args
+) -> None:
+    """Print the timing table of one loaded model."""
+    x = to_input(image, normalization)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    layers = conv_layer_names(model)
+    print(f"  (predicts {target})")
+    print(
+        row(
+            "all activations",
+            timings_ms(partial(activations, model, x), args.repeats),
+            ACTIVATIONS_TARGET_MS,
+        )
+    )
+    for layer in layers:
+        ms = timings_ms(partial(gradcam, model, x, layer, target), args.repeats)
+        print(row(f"Grad-CAM {layer}", ms, GRADCAM_TARGET_MS))
+    for method in ("saliency", "integrated_gradients", "occlusion"):
+        repeats = args.repeats if method == "saliency" else args.slow_repeats
+        call = partial(attribute, model, x, method, target, normalization=normalization)
+        print(row(method, timings_ms(call, repeats, warmup=2)))
+    call = partial(cascading_randomization, model, x, "gradcam", target, layer=layers[-1])
+    ms = timings_ms(call, args.slow_repeats, warmup=2)
+    print(row(f"sanity check (Grad-CAM, {len(layers) + 2} layers)", ms))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image, description = sample_image(args.data_dir)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; input: {description}; "
+        f"{args.repeats} timed calls (IG/occlusion/sanity: {args.slow_repeats})"
+    )
+    for variant in args.variants:
+        try:
+            model, metadata = load_model(variant, args.checkpoints)
+        except CheckpointError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"\n{variant}:")
+        benchmark_variant(model, metadata["normalization"], image, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
