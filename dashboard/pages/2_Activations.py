@@ -1,0 +1,54 @@
+"""Every conv layer's feature maps for the current digit; click a map (or pick it) to enlarge it."""
+
+import streamlit as st
+
+from dashboard import figures, ui
+
+ui.page_setup("Activations")
+
+with ui.guard():
+    variant = ui.model_picker()
+    current = ui.require_input()
+    layers = ui.layer_activations(current.image, variant)
+    probs = ui.probabilities(current.image)[variant]
+    digit, confidence = ui.top_k(probs, 1)[0]
+    st.caption(
+        f"{ui.model_label(variant)} on {current.describe()}: predicts **{digit}** "
+        f"({confidence:.1%}). Each tile is one channel's LeakyReLU output after its conv block "
+        "(before pooling); all tiles of a layer share one colour scale. Click a tile to enlarge it."
+    )
+    for index, layer in enumerate(layers):
+        channels, height, width = layer.shape
+        st.subheader(f"Layer {index + 1}: `{layer.name}`")
+        st.markdown(
+            f"**{channels} feature maps** of {height}×{width} (shape {channels}×{height}×{width})"
+        )
+        grid_col, zoom_col = st.columns([3, 1])
+        with grid_col:
+            figure, used_columns = figures.feature_map_grid(layer.values)
+            event = st.plotly_chart(
+                figure,
+                key=f"dl.act.grid.{variant}.{index}",
+                on_select="rerun",
+                selection_mode="points",
+            )
+        channel_key = f"dl.act.channel.{variant}.{index}"
+        clicked_key = f"{channel_key}.clicked"
+        point = ui.selected_point(event)
+        clicked = figures.channel_at(point, layer.shape, used_columns) if point else None
+        if clicked is not None and st.session_state.get(clicked_key) != clicked:
+            st.session_state[channel_key] = clicked
+        st.session_state[clicked_key] = clicked
+        with zoom_col:
+            channel = st.number_input(
+                "Channel to enlarge", min_value=0, max_value=channels - 1, key=channel_key
+            )
+            values = layer.values[channel]
+            st.plotly_chart(
+                figures.heatmap_figure(values, f"channel {channel}", height=240),
+                key=f"dl.act.zoom.{variant}.{index}",
+            )
+            st.caption(
+                f"min {values.min():.3f} · max {values.max():.3f} · "
+                f"mean {values.mean():.3f} · active {(values > 0).mean():.0%}"
+            )

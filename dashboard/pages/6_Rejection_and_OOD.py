@@ -1,0 +1,109 @@
+"""A confidence threshold: how many real digits it keeps, how accurate they are, how much
+out-of-distribution input (clothing, noise, letters, scribbles) it turns away."""
+
+import pandas as pd
+import streamlit as st
+
+from core.ood import OOD_LABELS
+from dashboard import figures, ui
+
+EXAMPLES = 10
+
+ui.page_setup("Rejection & OOD")
+
+with ui.guard():
+    variant = ui.model_picker()
+    threshold = ui.threshold_slider()
+    arrays = ui.eval_arrays(variant)
+    summary = ui.selective_summary(arrays["probabilities"], arrays["labels"], threshold)
+
+    accepted, accuracy, overall = st.columns(3)
+    accepted.metric(
+        "MNIST test digits accepted",
+        f"{summary['coverage']:.1%}",
+        f"{summary['accepted']:,} of {summary['total']:,}",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    accuracy.metric(
+        "accuracy of the accepted",
+        f"{summary['accuracy']:.2%}" if summary["accepted"] else "–",
+        f"{summary['errors_avoided']} of {summary['errors']} mistakes rejected",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    overall.metric("accuracy without rejection", f"{summary['overall_accuracy']:.2%}")
+    st.caption(
+        f"{ui.model_label(variant)}: a prediction is accepted when its maximum softmax "
+        f"probability is at least {threshold:.0%}. The same threshold applies on the Draw page."
+    )
+
+    ood = ui.ood_scores(variant)
+    if ood:
+        st.subheader("Out-of-distribution input rejected at this threshold")
+        st.dataframe(
+            pd.DataFrame(ui.ood_table(summary["msp"], ood, threshold)),
+            hide_index=True,
+            column_config=ui.OOD_COLUMNS,
+        )
+        st.caption(
+            "AUROC: how well the score separates MNIST test digits from that set (1 = perfectly, "
+            "0.5 = not at all), independent of the threshold. Energy is logsumexp of the logits."
+        )
+    else:
+        st.info(
+            "This checkpoint's evaluation file holds no out-of-distribution scores: run "
+            "`python scripts/evaluate_all.py` to compute them.",
+            icon=":material/info:",
+        )
+
+    hist_col, curve_col = st.columns(2)
+    with hist_col:
+        st.plotly_chart(
+            figures.confidence_histogram(
+                summary["msp"], {k: v["msp"] for k, v in ood.items()}, threshold
+            ),
+            key="dl.rej.hist",
+        )
+    with curve_col:
+        st.plotly_chart(
+            figures.risk_coverage_figure(
+                ui.risk_coverage_curve(arrays),
+                threshold,
+                (summary["coverage"], summary["accuracy"]) if summary["accepted"] else None,
+            ),
+            key="dl.rej.curve",
+        )
+
+    if ood:
+        st.subheader("What the model says to them")
+        st.caption(
+            f"A few images of each set: predicted digit, confidence, and the verdict at "
+            f"{threshold:.0%}. Everything accepted here would be shown to a user as a digit."
+        )
+        for name, entry in ood.items():
+            if entry["examples"] is None:
+                continue
+            shown = min(EXAMPLES, len(entry["examples"]))
+            st.markdown(f"**{OOD_LABELS.get(name, name)}**")
+            st.image(
+                [figures.to_pixels(image, 72) for image in entry["examples"][:shown]],
+                caption=[
+                    f"{entry['prediction'][i]} · {entry['msp'][i]:.0%} · "
+                    + ("rejected" if entry["msp"][i] < threshold else "ACCEPTED")
+                    for i in range(shown)
+                ],
+                width=72,
+            )
+
+    reliability = ui.reliability(arrays)
+    if reliability:
+        st.subheader("Calibration")
+        meta = ui.model_and_metadata(variant)[1]
+        ece, ece_scaled, temp = st.columns(3)
+        ece.metric("ECE", f"{meta.get('test_ece', float('nan')):.4f}")
+        ece_scaled.metric(
+            "ECE after temperature scaling", f"{meta.get('test_ece_scaled', float('nan')):.4f}"
+        )
+        temp.metric("temperature (fitted on validation)", f"{float(arrays['temperature']):.3f}")
+        st.plotly_chart(figures.reliability_figure(*reliability), key="dl.rej.reliability")

@@ -1,0 +1,233 @@
+"""End to end in a real Chromium: start the dashboard, draw digits with the mouse, upload a PNG,
+visit every page, check that no page shows an exception, and save a screenshot of each page
+(``dashboard/screenshots/``, embedded in the README).
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the Python ``playwright``
+package; it never downloads a browser. One server and one browser session for the whole journey.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "dashboard" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Sidebar label of each page (Streamlit derives it from the file name) and its screenshot name.
+PAGES = {
+    "Home": "home",
+    "Draw and predict": "draw_and_predict",
+    "Activations": "activations",
+    "Grad-CAM and attributions": "gradcam_and_attributions",
+    "Compare architectures": "compare_architectures",
+    "Error browser": "error_browser",
+    "Rejection and OOD": "rejection_and_ood",
+}
+STARTUP_SECONDS = 90
+STEP_MS = 60_000
+
+pytestmark = pytest.mark.e2e
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="the Python playwright package is not installed"
+)
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's browser with `apt-get install -y chromium`",
+        allow_module_level=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run dashboard/Home.py`` on a free port; yields its URL once healthy."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--client.showErrorDetails", "full",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited early:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"streamlit not healthy after {STARTUP_SECONDS} s:\n{log_path.read_text()}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        server_log = log_path.read_text(errors="replace")
+        if "Traceback" in server_log:
+            print(server_log)
+
+
+@pytest.fixture(scope="module")
+def page(server: str):
+    """One Chromium page for the whole journey."""
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1440, "height": 1000})
+        tab.set_default_timeout(STEP_MS)
+        tab.goto(server)
+        yield tab
+        browser.close()
+
+
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.every((chart) => chart.querySelector('.main-svg'));
+}"""
+
+
+def wait_idle(page) -> None:
+    """Wait until the script run started by the last action has finished and charts are drawn."""
+    page.wait_for_timeout(400)
+    page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+    page.wait_for_timeout(200)
+
+
+def assert_no_exception(page, where: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {where}"
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "Traceback" not in text, f"traceback text on {where}"
+
+
+def open_page(page, label: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+    heading = "digit-lens" if label == "Home" else label.replace(" and ", " & ")
+    page.locator("h1").filter(has_text=heading).wait_for()
+    wait_idle(page)
+
+
+def stroke(page, points: list[tuple[int, int]]) -> None:
+    """One mouse stroke through ``points`` (canvas pixels) on the drawable canvas."""
+    canvas = page.locator("canvas.upper-canvas")
+    box = canvas.bounding_box()
+    assert box and round(box["width"]) == 280 and round(box["height"]) == 280
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x0 + x, y0 + y, steps=12)
+    page.mouse.up()
+
+
+def predictions(page) -> list[str]:
+    return page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+
+
+def expect_prediction(page, digit: str) -> None:
+    playwright_api.expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text(digit)
+    wait_idle(page)
+    assert predictions(page) == [digit] * 3, predictions(page)
+
+
+def screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    wait_idle(page)
+    page.wait_for_timeout(600)  # Plotly redraws after the resize
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
+def four_png(path: Path) -> Path:
+    """A photo-like "4": dark ink on light-grey paper, off centre."""
+    image = Image.new("L", (400, 300), 215)
+    pen = ImageDraw.Draw(image)
+    pen.line([(230, 40), (150, 190), (290, 190)], fill=30, width=16, joint="curve")
+    pen.line([(255, 110), (255, 270)], fill=30, width=16)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
+    page.locator("h1").filter(has_text="digit-lens").wait_for()
+    wait_idle(page)
+    assert_no_exception(page, "Home")
+    screenshot(page, PAGES["Home"])
+
+    open_page(page, "Draw and predict")
+    assert page.get_by_text("Draw a digit").count() >= 1  # nothing predicted before a stroke
+    stroke(page, [(145, 45), (142, 140), (138, 240)])
+    expect_prediction(page, "1")
+
+    page.get_by_role("button", name="Reset canvas & history").click()
+    playwright_api.expect(page.get_by_text("Draw a digit")).to_be_visible()
+    assert predictions(page) == []  # a cleared canvas is never predicted
+    stroke(page, [(70, 55), (200, 50), (160, 140), (125, 245)])
+    expect_prediction(page, "7")
+    assert_no_exception(page, "Draw and predict (drawn 7)")
+    screenshot(page, PAGES["Draw and predict"])
+
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader.set_input_files(str(four_png(tmp_path / "four.png")))
+    expect_prediction(page, "4")
+    assert_no_exception(page, "Draw and predict (uploaded 4)")
+
+    for label in list(PAGES)[2:]:
+        open_page(page, label)
+        assert page.locator(".js-plotly-plot").count() >= 1, f"no chart on {label}"
+        assert_no_exception(page, label)
+        screenshot(page, PAGES[label])
+
+    open_page(page, "Draw and predict")
+    assert_no_exception(page, "Draw and predict (revisited)")
+    assert predictions(page) == ["4"] * 3  # the current input survived the tour

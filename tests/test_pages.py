@@ -1,0 +1,395 @@
+"""AppTest for every dashboard page: a smoke test over all pages, then page-specific behaviour.
+
+Inputs are injected through ``st.session_state`` (the shared current input) and through the real
+``file_uploader`` widget. The models are the shipped checkpoints (loaded once per process by
+``st.cache_resource``); MNIST-dependent assertions skip when the data set is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+from core.checkpoints import DEFAULT_DIRECTORY, read_metadata
+from core.data import DataUnavailableError
+from core.evalfile import read_eval_file
+from core.models import VARIANTS
+from core.preprocess import preprocess
+from dashboard import ui
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = ROOT / "dashboard" / "Home.py"
+PAGES = sorted(p.relative_to(HOME.parent).as_posix() for p in (HOME.parent / "pages").glob("*.py"))
+TIMEOUT = 90  # importing torch and loading three models takes seconds, not AppTest's default 3
+CONV_LAYERS = {"cnn1": 1, "cnn2": 2, "cnn3": 3}
+CHANNELS = (32, 64, 128)
+
+
+def page(name: str) -> str:
+    """The page file whose name contains ``name``."""
+    (match,) = [p for p in PAGES if name in p]
+    return match
+
+
+def draw_digit(kind: str, size: int = 280, width: int = 18) -> bytes:
+    """A PNG of a hand-drawn-looking "1" or "7": black strokes on white, like the canvas."""
+    image = Image.new("RGB", (size, size), "white")
+    pen = ImageDraw.Draw(image)
+    if kind == "1":
+        pen.line([(150, 40), (140, 240)], fill="black", width=width)
+    elif kind == "7":
+        pen.line([(70, 50), (200, 50), (120, 240)], fill="black", width=width, joint="curve")
+    else:
+        raise ValueError(kind)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digit_input(kind: str) -> ui.CurrentInput:
+    """The current input the Draw page would make from a drawn digit."""
+    return ui.CurrentInput.from_result(preprocess(draw_digit(kind)), "canvas", "canvas")
+
+
+def make_app(page_path: str | None = None, current: ui.CurrentInput | None = None) -> AppTest:
+    """An AppTest of the dashboard, on ``page_path`` (else Home), with ``current`` injected."""
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    if current is not None:
+        at.session_state[ui.INPUT_KEY] = current
+    if page_path is not None:
+        at.switch_page(page_path)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception element and no error box on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture(autouse=True)
+def shipped(monkeypatch: pytest.MonkeyPatch, shipped_checkpoints: Path) -> Path:
+    """Every test runs against the shipped checkpoints unless it points elsewhere."""
+    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(shipped_checkpoints))
+    return shipped_checkpoints
+
+
+# ------------------------------------------------------------------------------------ smoke
+
+
+@pytest.mark.parametrize("page_path", [None, *PAGES], ids=["Home", *PAGES])
+def test_every_page_renders_with_an_input(page_path: str | None) -> None:
+    at = make_app(page_path, digit_input("7")).run()
+    assert_clean(at)
+    assert at.title, "every page has a title"
+    if page_path is not None:
+        assert not any("No digit yet" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize(
+    "name", ["Activations", "Grad-CAM", "Compare"], ids=["activations", "gradcam", "compare"]
+)
+def test_inspection_pages_ask_for_a_digit_when_there_is_none(name: str) -> None:
+    at = make_app(page(name)).run()
+    assert not at.exception
+    assert any("No digit yet" in i.value for i in at.info)
+
+
+# ------------------------------------------------------------------------------------ Home
+
+
+def test_home_lists_the_shipped_models_with_measured_figures() -> None:
+    at = make_app().run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["model"]) == list(VARIANTS)
+    for variant in VARIANTS:
+        meta = read_metadata(variant, DEFAULT_DIRECTORY)
+        row = table[table["model"] == variant].iloc[0]
+        assert row["parameters"] == meta["params"]
+        assert row["test accuracy"] == pytest.approx(meta["test_accuracy"])
+    assert len(at.expander) == len(VARIANTS)  # one model card each
+
+
+# ------------------------------------------------------------------------------------ Draw
+
+
+def test_draw_page_without_input_asks_for_a_digit_and_predicts_nothing() -> None:
+    at = make_app(page("Draw")).run()
+    assert_clean(at)
+    assert any("Draw a digit" in i.value for i in at.info)
+    assert not at.metric
+
+
+@pytest.mark.parametrize("kind", ["1", "7"])
+def test_draw_page_predicts_an_injected_digit_with_every_model(kind: str) -> None:
+    at = make_app(page("Draw"), digit_input(kind)).run()
+    assert_clean(at)
+    assert metric_values(at) == dict.fromkeys(VARIANTS, kind)
+    assert len(at.caption) >= len(VARIANTS)
+    assert any(re.search(rf"\b{kind}: \d+\.\d%", c.value) for c in at.caption)  # top-3 line
+
+
+def test_uploading_a_png_makes_it_the_current_digit() -> None:
+    at = make_app(page("Draw")).run()
+    at.file_uploader(key=ui.UPLOAD_KEY).upload("seven.png", draw_digit("7"), "image/png").run()
+    assert_clean(at)
+    assert metric_values(at) == dict.fromkeys(VARIANTS, "7")
+    current = at.session_state[ui.INPUT_KEY]
+    assert current.source == "upload" and current.name == "seven.png"
+    assert current.image.shape == (28, 28)
+    assert [name for name, _ in current.stages] == [
+        "decoded",
+        "ink",
+        "cropped",
+        "fitted",
+        "centred",
+    ]
+
+
+def _tiff_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def _huge_header_png() -> bytes:
+    """A valid PNG of 1×1 whose IHDR claims 50000×50000 (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+BAD_UPLOADS = {
+    "empty": b"",
+    "text": b"hello, I am not an image",
+    "tiff_renamed": _tiff_bytes(),
+    "truncated": draw_digit("7")[:300],
+    "huge_header": _huge_header_png(),
+}
+
+
+@pytest.mark.parametrize("content", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
+def test_bad_uploads_give_an_error_and_keep_the_current_digit(content: bytes) -> None:
+    before = digit_input("1")
+    at = make_app(page("Draw"), before).run()
+    at.file_uploader(key=ui.UPLOAD_KEY).upload("digit.png", content, "image/png").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "cannot be used" in at.error[0].value
+    assert at.session_state[ui.INPUT_KEY] is before  # nothing the user made is lost
+    assert metric_values(at) == dict.fromkeys(VARIANTS, "1")
+
+
+def test_blank_upload_says_there_is_no_digit() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), "white").save(buffer, format="PNG")
+    at = make_app(page("Draw")).run()
+    at.file_uploader(key=ui.UPLOAD_KEY).upload("white.png", buffer.getvalue(), "image/png").run()
+    assert_clean(at)
+    assert any("blank" in i.value for i in at.info)
+    assert ui.INPUT_KEY not in at.session_state or at.session_state[ui.INPUT_KEY] is None
+
+
+def test_hostile_file_names_are_shown_as_plain_text() -> None:
+    name = "![x](http://evil.example/t.png)<script>alert(1)</script>**bold**.png"
+    at = make_app(page("Draw")).run()
+    at.file_uploader(key=ui.UPLOAD_KEY).upload(name, b"junk", "image/png").run()
+    message = at.error[0].value
+    assert "](http" not in message and "<script>" not in message and "**bold" not in message
+    assert r"\!\[x\]\(http" in message  # escaped, so Markdown shows the characters as typed
+
+
+def test_threshold_turns_unsure_predictions_into_a_rejection() -> None:
+    at = make_app(page("Draw"), digit_input("7")).run()
+    at.slider(key=f"{ui.THRESHOLD_KEY}.widget").set_value(1.0).run()
+    assert_clean(at)
+    assert set(metric_values(at).values()) == {"?"}
+    assert any("Not a digit / not sure" in w.value for w in at.warning)
+
+
+def test_threshold_is_shared_with_the_rejection_page() -> None:
+    at = make_app(page("Draw"), digit_input("7")).run()
+    at.slider(key=f"{ui.THRESHOLD_KEY}.widget").set_value(0.83).run()
+    at.switch_page(page("Rejection")).run()
+    assert_clean(at)
+    assert at.slider(key=f"{ui.THRESHOLD_KEY}.widget").value == pytest.approx(0.83)
+
+
+# ------------------------------------------------------------------------------------ Activations
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_activations_show_every_conv_layer_with_its_feature_maps(variant: str) -> None:
+    at = make_app(page("Activations"), digit_input("7"))
+    at.session_state[ui.MODEL_KEY] = variant
+    at.run()
+    assert_clean(at)
+    counts = [
+        int(m.group(1))
+        for md in at.markdown
+        if (m := re.fullmatch(r"\*\*(\d+) feature maps\*\* of .*", md.value))
+    ]
+    assert counts == list(CHANNELS[: CONV_LAYERS[variant]])
+    assert len(at.number_input) == CONV_LAYERS[variant]  # one channel picker per layer
+
+
+# ------------------------------------------------------------------------------------ Grad-CAM
+
+
+def test_gradcam_page_defaults_to_the_predicted_class_and_shows_the_sanity_check() -> None:
+    at = make_app(page("Grad-CAM"), digit_input("7"))
+    at.session_state[ui.MODEL_KEY] = "cnn2"
+    at.run()
+    assert_clean(at)
+    target = next(s for s in at.selectbox if s.label == "Target class")
+    assert target.value == 7
+    layer = next(s for s in at.selectbox if s.label == "Conv layer for Grad-CAM")
+    assert layer.options == ["features.block1.conv", "features.block2.conv"]
+    captions = at.image[-1].captions
+    # original + one step per learned layer (2 conv + 2 linear), each with its correlation
+    assert captions[0] == "trained model" and len(captions) == 5
+    assert all("ρ = " in c for c in captions[1:])
+
+    target.set_value(3).run()
+    assert_clean(at)
+
+
+# ------------------------------------------------------------------------------------ Compare
+
+
+def test_compare_page_shows_all_models_agreeing_on_a_clear_digit() -> None:
+    at = make_app(page("Compare"), digit_input("1")).run()
+    assert_clean(at)
+    assert any("agree" in s.value and "1" in s.value for s in at.success)
+    assert [m.value for m in at.metric] == ["1"] * len(VARIANTS)
+    table = at.dataframe[0].value
+    assert list(table["model"]) == list(VARIANTS)
+    assert {"parameters", "test accuracy", "ECE"} <= set(table.columns)
+
+
+# ------------------------------------------------------------------------------------ Errors
+
+
+def _error_app(variant: str = "cnn1") -> AppTest:
+    at = make_app(page("Error"))
+    at.session_state[ui.MODEL_KEY] = variant
+    return at.run()
+
+
+def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
+    arrays = read_eval_file("cnn1", DEFAULT_DIRECTORY)
+    labels, probs = arrays["labels"], arrays["probabilities"]
+    preds = probs.argmax(1)
+    mistakes = np.flatnonzero(preds != labels)
+    # the most populated off-diagonal cell
+    cells = {}
+    for i in mistakes:
+        cells.setdefault((int(labels[i]), int(preds[i])), []).append(i)
+    (true, pred), members = max(cells.items(), key=lambda kv: len(kv[1]))
+    expected = sorted(members, key=lambda i: -probs[i].max())[:30]
+
+    at = _error_app()
+    at.selectbox(key=ui.ERR_TRUE_KEY).set_value(true)
+    at.selectbox(key=ui.ERR_PRED_KEY).set_value(pred).run()
+    assert_clean(at)
+    assert any(f"**{len(members)} mistakes**" in md.value for md in at.markdown)
+    captions = at.image[-1].captions
+    assert [int(c.split(":")[0].lstrip("#")) for c in captions] == expected
+    assert all(f": {true} → {pred} (" in c for c in captions)
+
+
+def test_error_browser_most_confident_mistakes(data_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
+    arrays = read_eval_file("cnn3", DEFAULT_DIRECTORY)
+    probs, labels = arrays["probabilities"], arrays["labels"]
+    wrong = np.flatnonzero(probs.argmax(1) != labels)
+    most = wrong[np.argmax(probs[wrong].max(1))]
+    at = _error_app("cnn3")
+    at.session_state[ui.ERR_VIEW_KEY] = ui.ERR_CONFIDENT_VIEW
+    at.run()
+    assert_clean(at)
+    assert at.image[-1].captions[0].startswith(f"#{most}:")
+
+
+def test_error_browser_without_mnist_still_shows_the_matrix(monkeypatch) -> None:
+    def unavailable() -> None:
+        raise DataUnavailableError("MNIST is not here (test).")
+
+    monkeypatch.setattr(ui, "mnist_test", unavailable)
+    at = _error_app()
+    assert not at.exception and not at.error
+    assert any("not available" in i.value for i in at.info)
+    assert at.dataframe, "per-class table and the mistakes table still render"
+
+
+# ------------------------------------------------------------------------------------ Rejection
+
+
+def _accepted_share(at: AppTest) -> float:
+    value = metric_values(at)["MNIST test digits accepted"]
+    return float(value.rstrip("%")) / 100
+
+
+def test_rejection_slider_changes_the_accepted_share() -> None:
+    at = make_app(page("Rejection"))
+    at.session_state[ui.MODEL_KEY] = "cnn2"
+    at.run()
+    slider = at.slider(key=f"{ui.THRESHOLD_KEY}.widget")
+    msp = read_eval_file("cnn2", DEFAULT_DIRECTORY)["probabilities"].max(1)
+    shares = []
+    for threshold in (0.0, 0.9, 0.99):
+        slider.set_value(threshold).run()
+        assert_clean(at)
+        shares.append(_accepted_share(at))
+        assert shares[-1] == pytest.approx((msp >= threshold).mean(), abs=6e-4)
+    assert shares[0] == 1.0 and shares[0] >= shares[1] >= shares[2]
+    assert shares[2] < shares[0]
+
+
+# ------------------------------------------------------------------------------------ bad checkpoints
+
+
+def _copy_checkpoints(tmp_path: Path) -> Path:
+    target = tmp_path / "checkpoints"
+    shutil.copytree(DEFAULT_DIRECTORY, target)
+    return target
+
+
+def test_missing_checkpoints_give_an_error_not_a_traceback(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(tmp_path / "nowhere"))
+    for page_path in (None, page("Draw")):
+        at = make_app(page_path, digit_input("1")).run()
+        assert not at.exception
+        assert any("could not be loaded" in e.value for e in at.error)
+
+
+def test_one_tampered_checkpoint_leaves_the_others_usable(monkeypatch, tmp_path: Path) -> None:
+    directory = _copy_checkpoints(tmp_path)
+    weights = directory / "cnn2.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-10] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(directory))
+    at = make_app(page("Draw"), digit_input("1")).run()
+    assert not at.exception and not at.error
+    assert any("cnn2" in w.value and "sha256" in w.value for w in at.warning)
+    assert metric_values(at) == {"cnn1": "1", "cnn3": "1"}
