@@ -1,0 +1,355 @@
+"""Predictions from the trained checkpoints: a ``Predictor`` API and the ``python -m core.predict`` CLI.
+
+Each model is loaded once (verified by :func:`core.checkpoints.load_model`) and fed the input
+under its *own* normalisation. A prediction carries the probabilities, the top 3 and a
+``rejected`` flag for a confidence threshold; blank input is never predicted.
+
+CLI::
+
+    python -m core.predict [--model cnn1|cnn2|cnn3|all] [--threshold T] [--json] FILE...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
+from core.models import VARIANTS
+from core.preprocess import (
+    BLANK_MESSAGE,
+    MAX_UPLOAD_BYTES,
+    InvalidImageError,
+    PreprocessResult,
+    preprocess,
+)
+from core.train import to_input
+
+TOP_K = 3
+BATCH_SIZE = 1000
+DEFAULT_CLI_MODEL = "cnn3"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model's answer for one image.
+
+    ``probabilities`` are the softmax over the 10 digits; ``confidence`` is the top one;
+    ``rejected`` is True when ``confidence`` is below the threshold the caller asked for.
+    """
+
+    model: str
+    probabilities: np.ndarray
+    digit: int
+    confidence: float
+    top3: list[tuple[int, float]]
+    rejected: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (without the full probability vector)."""
+        return {
+            "model": self.model,
+            "digit": self.digit,
+            "confidence": round(self.confidence, 6),
+            "top3": [[digit, round(p, 6)] for digit, p in self.top3],
+            "rejected": self.rejected,
+        }
+
+
+def make_prediction(model: str, probabilities: np.ndarray, threshold: float) -> Prediction:
+    """A :class:`Prediction` from a probability vector (ties go to the smaller digit)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    order = np.argsort(-probabilities, kind="stable")
+    top = [(int(d), float(probabilities[d])) for d in order[:TOP_K]]
+    digit, confidence = top[0]
+    return Prediction(model, probabilities, digit, confidence, top, confidence < threshold)
+
+
+def _check_threshold(threshold: float) -> float:
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"The confidence threshold must be between 0 and 1, not {threshold}.")
+    return threshold
+
+
+def _as_image(result: PreprocessResult | np.ndarray) -> np.ndarray:
+    """The 28×28 float image of a preprocessing result or array; blank input is refused."""
+    if isinstance(result, PreprocessResult):
+        if result.blank:
+            raise InvalidImageError(BLANK_MESSAGE)
+        return result.image
+    image = np.asarray(result)
+    if image.shape != (28, 28):
+        raise ValueError(f"Expected a 28×28 image, got shape {image.shape}.")
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+    image = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ValueError("The 28×28 image holds NaN or infinite values.")
+    if not image.any():
+        raise InvalidImageError(BLANK_MESSAGE)
+    return np.clip(image, 0.0, 1.0)
+
+
+class Predictor:
+    """Loads the chosen variants once and predicts with each under its own normalisation.
+
+    ``models`` and ``metadata`` are keyed by variant. ``locks`` holds one lock per model, taken
+    around every forward pass here: hold it too while anything (Captum hooks) changes a model
+    that other threads run.
+    """
+
+    def __init__(
+        self,
+        variants: Sequence[str] = VARIANTS,
+        directory: str | os.PathLike[str] = DEFAULT_DIRECTORY,
+    ) -> None:
+        self.variants: tuple[str, ...] = tuple(variants)
+        if not self.variants:
+            raise ValueError("Choose at least one model variant.")
+        self.directory = Path(directory)
+        self.models: dict[str, nn.Module] = {}
+        self.metadata: dict[str, dict[str, Any]] = {}
+        self.locks: dict[str, threading.RLock] = {}
+        for variant in self.variants:
+            model, metadata = load_model(variant, self.directory)
+            self.models[variant] = model
+            self.metadata[variant] = metadata
+            self.locks[variant] = threading.RLock()
+
+    def normalization(self, variant: str) -> dict[str, float]:
+        """The normalisation ``variant`` was trained with."""
+        return self.metadata[variant]["normalization"]
+
+    @torch.no_grad()
+    def predict(
+        self,
+        result: PreprocessResult | np.ndarray,
+        threshold: float = 0.0,
+        variants: Sequence[str] | None = None,
+    ) -> dict[str, Prediction]:
+        """Predictions for one image, keyed by variant (all loaded ones unless ``variants``).
+
+        ``result`` is a :class:`PreprocessResult` or a 28×28 image in [0, 1] (uint8 is scaled).
+        Blank input raises :class:`InvalidImageError`; ``rejected`` marks predictions whose
+        confidence is below ``threshold`` (0 rejects nothing).
+        """
+        threshold = _check_threshold(threshold)
+        chosen = self.variants if variants is None else tuple(variants)
+        unknown = [v for v in chosen if v not in self.models]
+        if unknown:
+            raise KeyError(f"Model {unknown[0]!r} is not loaded; loaded: {', '.join(self.models)}.")
+        image = torch.from_numpy(np.ascontiguousarray(_as_image(result), dtype=np.float32))
+        predictions = {}
+        for variant in chosen:
+            x = to_input(image.view(1, 1, 28, 28), self.normalization(variant))
+            with self.locks[variant]:
+                logits = self.models[variant](x)
+            probabilities = torch.softmax(logits.double(), dim=1)[0].numpy()
+            predictions[variant] = make_prediction(variant, probabilities, threshold)
+        return predictions
+
+    @torch.no_grad()
+    def predict_batch(self, images: np.ndarray | torch.Tensor, variant: str) -> np.ndarray:
+        """Probabilities ``[N, 10]`` (float32) of ``variant`` for 28×28 images.
+
+        ``images`` are ``[N, 28, 28]`` or ``[N, 1, 28, 28]``, floats in [0, 1] or uint8.
+        """
+        if variant not in self.models:
+            raise KeyError(f"Model {variant!r} is not loaded; loaded: {', '.join(self.models)}.")
+        batch = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        if batch.dim() == 4 and batch.shape[1] == 1:
+            batch = batch[:, 0]
+        if batch.dim() != 3 or tuple(batch.shape[1:]) != (28, 28):
+            raise ValueError(f"Expected images of shape [N, 28, 28], got {tuple(batch.shape)}.")
+        if batch.dtype != torch.uint8:
+            batch = batch.float()
+        model, normalization = self.models[variant], self.normalization(variant)
+        chunks = []
+        for start in range(0, batch.shape[0], BATCH_SIZE):
+            x = to_input(batch[start : start + BATCH_SIZE], normalization)
+            with self.locks[variant]:
+                chunks.append(torch.softmax(model(x).float(), dim=1))
+        if not chunks:
+            return np.zeros((0, 10), dtype=np.float32)
+        return torch.cat(chunks).numpy()
+
+
+# --------------------------------------------------------------------------- files and CLI
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome for one file: predictions by variant, or an error sentence."""
+
+    file: str
+    predictions: dict[str, Prediction]
+    error: str | None = None
+
+
+def read_upload(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, refusing anything over :data:`MAX_UPLOAD_BYTES` without reading it all."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidImageError(
+            f"The file is larger than the limit of {MAX_UPLOAD_BYTES / 2**20:g} MB. "
+            "Please use a smaller image."
+        )
+    return data
+
+
+def _os_error_message(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "No such file."
+    if isinstance(error, IsADirectoryError):
+        return "This is a directory, not an image file."
+    if isinstance(error, PermissionError):
+        return "Permission denied: the file cannot be read."
+    return f"The file cannot be read ({error.strerror or error.__class__.__name__})."
+
+
+def predict_file(
+    path: str | os.PathLike[str], predictor: Predictor, threshold: float = 0.0
+) -> FileResult:
+    """Read, preprocess and predict one file; every expected failure becomes ``error``."""
+    name = os.fsdecode(path)
+    try:
+        result = preprocess(read_upload(path))
+        if result.blank:
+            return FileResult(name, {}, BLANK_MESSAGE)
+        return FileResult(name, predictor.predict(result, threshold))
+    except InvalidImageError as error:
+        return FileResult(name, {}, str(error))
+    except OSError as error:
+        return FileResult(name, {}, _os_error_message(error))
+
+
+def predict_files(
+    paths: Iterable[str | os.PathLike[str]], predictor: Predictor, threshold: float = 0.0
+) -> Iterator[FileResult]:
+    """:func:`predict_file` for each path, lazily, so results can be printed as they come."""
+    threshold = _check_threshold(threshold)
+    for path in paths:
+        yield predict_file(path, predictor, threshold)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters, escapes and undecodable bytes shown as escapes."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        return _check_threshold(float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core.predict",
+        description="Predict the digit in image files (PNG, JPEG, BMP, WebP, GIF) with the "
+        "trained CNNs. Prints one line per file and model; exits 1 if any file failed.",
+    )
+    parser.add_argument(
+        "--model",
+        choices=[*VARIANTS, "all"],
+        default=DEFAULT_CLI_MODEL,
+        help=f"which model predicts (default: {DEFAULT_CLI_MODEL}); 'all' prints one line per "
+        "file per model",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_threshold_arg,
+        default=0.0,
+        metavar="T",
+        help="reject predictions whose confidence is below T, in [0, 1] (default: 0)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per line: {"file", "model", "digit", "confidence", "top3", '
+        '"rejected"} or {"file", "error"}',
+    )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=DEFAULT_DIRECTORY,
+        metavar="DIR",
+        help="directory holding the checkpoints (default: the repository's checkpoints/)",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="image files")
+    return parser
+
+
+def _text_line(file: str, prediction: Prediction, threshold: float) -> str:
+    top3 = "  ".join(f"{digit}:{p:.3f}" for digit, p in prediction.top3)
+    verdict = f"  REJECTED (confidence below {threshold:g})" if prediction.rejected else ""
+    return (
+        f"{printable(file)}: {prediction.model} predicts {prediction.digit} "
+        f"(confidence {prediction.confidence:.3f}; top 3 {top3}){verdict}"
+    )
+
+
+def _emit(line: str, stream=None) -> None:
+    print(line, file=stream or sys.stdout, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 all files predicted, 1 any failed)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    args = build_parser().parse_args(argv)
+    variants = list(VARIANTS) if args.model == "all" else [args.model]
+    try:
+        predictor = Predictor(variants, args.checkpoints)
+    except CheckpointError as error:
+        message = f"Cannot load the model: {error}"
+        if args.json:
+            for file in args.files:
+                _emit(json.dumps({"file": file, "error": message}))
+        _emit(f"error: {printable(message)}", sys.stderr)
+        return 1
+    failed = False
+    try:
+        for outcome in predict_files(args.files, predictor, args.threshold):
+            if outcome.error is not None:
+                failed = True
+                if args.json:
+                    _emit(json.dumps({"file": outcome.file, "error": outcome.error}))
+                else:
+                    _emit(f"{printable(outcome.file)}: error: {outcome.error}")
+                continue
+            for prediction in outcome.predictions.values():
+                if args.json:
+                    _emit(json.dumps({"file": outcome.file, **prediction.to_dict()}))
+                else:
+                    _emit(_text_line(outcome.file, prediction, args.threshold))
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1 if failed else 0
+    except KeyboardInterrupt:
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
