@@ -172,28 +172,39 @@ def feature_map_grid(
     columns = max(1, min(columns or grid_columns(channels), channels))
     rows = -(-channels // columns)
     mosaic = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan, np.float32)
-    channel_of = np.full(mosaic.shape, -1, np.int32)
     for c in range(channels):
         r, k = divmod(c, columns)
         top, left = r * (height + 1), k * (width + 1)
         mosaic[top : top + height, left : left + width] = values[c]
-        channel_of[top : top + height, left : left + width] = c
+    centres = np.arange(channels)
+    rows_of, cols_of = np.divmod(centres, columns)
+    tile_px = 0.9 * width * (width_px - 80) / mosaic.shape[1]
     fig = go.Figure(
-        go.Heatmap(
-            z=mosaic,
-            customdata=channel_of,
-            colorscale="Viridis",
-            zmin=float(np.min(values)),
-            zmax=float(np.max(values))
-            if np.max(values) > np.min(values)
-            else float(np.min(values)) + 1,
-            colorbar=dict(thickness=10),
-            hovertemplate="channel %{customdata}: %{z:.3f}<extra></extra>",
-            hoverongaps=False,
-        )
+        [
+            go.Heatmap(
+                z=mosaic,
+                colorscale="Viridis",
+                zmin=float(np.min(values)),
+                zmax=float(np.max(values))
+                if np.max(values) > np.min(values)
+                else float(np.min(values)) + 1,
+                colorbar=dict(thickness=10),
+                hoverinfo="skip",
+            ),
+            _click_targets(
+                cols_of * (width + 1) + width // 2,
+                rows_of * (height + 1) + height // 2,
+                tile_px,
+                np.stack([centres, values.reshape(channels, -1).max(axis=1)], axis=1),
+                "channel %{customdata[0]} (max %{customdata[1]:.2f}): click to enlarge"
+                "<extra></extra>",
+            ),
+        ]
     )
     aspect = mosaic.shape[0] / mosaic.shape[1]
     fig = _square_axes(fig, height=int(np.clip(width_px * aspect + 40, 140, 900)))
+    fig.update_xaxes(range=[-0.5, mosaic.shape[1] - 0.5], autorange=False)
+    fig.update_yaxes(range=[mosaic.shape[0] - 0.5, -0.5], autorange=False)
     fig.update_layout(plot_bgcolor="rgba(0,0,0,0)")
     return fig, columns
 
@@ -245,37 +256,82 @@ def probability_figure(
     return fig
 
 
+def _click_targets(
+    x: np.ndarray, y: np.ndarray, size: float, customdata: np.ndarray, hovertemplate: str
+) -> go.Scatter:
+    """Near-invisible square markers over heatmap cells, so a click selects a cell.
+
+    Plotly cannot select heatmap cells; Streamlit's ``on_select`` needs selectable points. Fully
+    transparent markers are ignored by clicks, hence the 1% alpha.
+    """
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        marker=dict(symbol="square", size=size, color="rgba(0, 0, 0, 0.01)", line=dict(width=0)),
+        customdata=customdata,
+        hovertemplate=hovertemplate,
+        showlegend=False,
+    )
+
+
 def confusion_figure(matrix: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
-    """Confusion matrix (rows: true digit, columns: predicted), log colour, counts as text."""
+    """Confusion matrix (rows: true digit, columns: predicted), log colour, counts as text.
+
+    Every cell is clickable (see :func:`_click_targets`); ``selected`` is outlined in red.
+    """
     matrix = np.asarray(matrix)
+    true, pred = np.meshgrid(DIGITS, DIGITS, indexing="ij")
     fig = go.Figure(
-        go.Heatmap(
-            z=np.log10(matrix + 1),
-            x=list(DIGITS),
-            y=list(DIGITS),
-            text=matrix,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            showscale=False,
-            hovertemplate="true %{y} → predicted %{x}: %{text} images<extra></extra>",
-        )
+        [
+            go.Heatmap(
+                z=np.log10(matrix + 1),
+                x=list(DIGITS),
+                y=list(DIGITS),
+                text=matrix,
+                texttemplate="%{text}",
+                colorscale="Blues",
+                showscale=False,
+                hoverinfo="skip",
+            ),
+            _click_targets(
+                pred.ravel(),
+                true.ravel(),
+                38,
+                matrix.ravel(),
+                "true %{y} → predicted %{x}: %{customdata} images<extra></extra>",
+            ),
+        ]
     )
     if selected is not None:
-        true, pred = selected
+        row, col = selected
         fig.add_shape(
             type="rect",
-            x0=pred - 0.5,
-            x1=pred + 0.5,
-            y0=true - 0.5,
-            y1=true + 0.5,
+            x0=col - 0.5,
+            x1=col + 0.5,
+            y0=row - 0.5,
+            y1=row + 0.5,
             line=dict(color="#dc2626", width=3),
         )
     fig.update_layout(
         height=520,
         margin=dict(l=10, r=10, t=10, b=10),
-        xaxis=dict(title="predicted digit", tickmode="array", tickvals=list(DIGITS), side="top"),
+        xaxis=dict(
+            title="predicted digit",
+            tickmode="array",
+            tickvals=list(DIGITS),
+            side="top",
+            range=[-0.5, 9.5],
+            showgrid=False,
+            zeroline=False,
+        ),
         yaxis=dict(
-            title="true digit", tickmode="array", tickvals=list(DIGITS), autorange="reversed"
+            title="true digit",
+            tickmode="array",
+            tickvals=list(DIGITS),
+            range=[9.5, -0.5],
+            showgrid=False,
+            zeroline=False,
         ),
     )
     return fig

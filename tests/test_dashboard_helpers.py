@@ -15,7 +15,7 @@ def test_feature_map_grid_places_each_channel_where_a_click_finds_it(
     values = np.stack([np.full((side, side), c, np.float32) for c in range(channels)])
     figure, used = figures.feature_map_grid(values, columns)
     mosaic = np.asarray(figure.data[0].z)
-    channel_of = np.asarray(figure.data[0].customdata)
+    targets = figure.data[1]  # one clickable marker per channel, at its tile's centre
     assert used == columns
     assert mosaic.shape == (
         (channels // columns) * (side + 1) - 1,
@@ -24,8 +24,9 @@ def test_feature_map_grid_places_each_channel_where_a_click_finds_it(
     for c in (0, 1, columns - 1, columns, channels - 1):
         row, col = divmod(c, columns)
         y, x = row * (side + 1) + side // 2, col * (side + 1) + side // 2
-        assert mosaic[y, x] == c and channel_of[y, x] == c
+        assert mosaic[y, x] == c
         assert figures.channel_at({"x": x, "y": y}, values.shape, used) == c
+        assert (targets.x[c], targets.y[c]) == (x, y) and targets.customdata[c][0] == c
     # the one-pixel gaps between tiles belong to no channel
     assert figures.channel_at({"x": side, "y": 0}, values.shape, used) is None
     assert np.isnan(mosaic[side, 0])
@@ -50,10 +51,13 @@ def test_overlay_pixels_keeps_the_digit_where_there_is_no_attribution() -> None:
     assert tuple(hot[0, 0]) != (0, 0, 0) and tuple(hot[27, 27]) == (0, 0, 0)
 
 
-def test_confusion_figure_marks_the_chosen_cell() -> None:
+def test_confusion_figure_marks_the_chosen_cell_and_every_cell_is_clickable() -> None:
     matrix = np.diag(np.full(10, 100))
     matrix[4, 9] = 7
     figure = figures.confusion_figure(matrix, selected=(4, 9))
+    targets = figure.data[1]
+    index = list(zip(targets.y, targets.x, strict=True)).index((4, 9))
+    assert len(targets.x) == 100 and targets.customdata[index] == 7
     (shape,) = figure.layout.shapes
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
     assert figures.confusion_figure(matrix).layout.shapes == ()

@@ -9,16 +9,21 @@ package; it never downloads a browser. One server and one browser session for th
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+
+from core.checkpoints import DEFAULT_DIRECTORY
+from core.evalfile import read_eval_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -198,6 +203,47 @@ def four_png(path: Path) -> Path:
     return path
 
 
+def click_data_point(page, chart_index: int, x: float, y: float, width: int, height: int) -> None:
+    """Click data point (x, y) of a chart whose axes span [-0.5, width - 0.5] and, top to
+    bottom, [-0.5, height - 0.5] (heatmaps with the y axis reversed)."""
+    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').nth(chart_index)
+    box = area.bounding_box()
+    page.mouse.click(
+        box["x"] + (x + 0.5) / width * box["width"], box["y"] + (y + 0.5) / height * box["height"]
+    )
+    wait_idle(page)
+
+
+def check_clicking_a_feature_map_enlarges_it(page) -> None:
+    """cnn3's first layer: 32 maps of 28×28 in 8 columns; click channel 13's tile."""
+    channel, columns, side, rows = 13, 8, 28, 4
+    row, col = divmod(channel, columns)
+    width, height = columns * (side + 1) - 1, rows * (side + 1) - 1
+    click_data_point(
+        page, 0, col * (side + 1) + side // 2, row * (side + 1) + side // 2, width, height
+    )
+    playwright_api.expect(page.locator('[data-testid="stNumberInput"] input').first).to_have_value(
+        str(channel)
+    )
+    zoom_title = page.locator(".gtitle").filter(has_text=f"channel {channel}")
+    playwright_api.expect(zoom_title.first).to_be_visible()
+
+
+def check_clicking_a_confusion_cell_shows_its_mistakes(page) -> None:
+    """Click cnn3's most frequent confusion and expect the gallery of exactly those mistakes."""
+    arrays = read_eval_file("cnn3", os.environ.get("DIGIT_LENS_CHECKPOINTS") or DEFAULT_DIRECTORY)
+    labels, predicted = arrays["labels"], arrays["probabilities"].argmax(axis=1)
+    pairs = Counter(zip(labels[labels != predicted], predicted[labels != predicted], strict=True))
+    (true, pred), count = pairs.most_common(1)[0]
+    click_data_point(page, 0, int(pred), int(true), 10, 10)
+    expected = f"{count} mistakes for true digit {true}, predicted as {pred}"
+    playwright_api.expect(page.get_by_text(expected)).to_be_visible()
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    assert len(captions) == count
+    assert all(f": {true} → {pred} (" in caption for caption in captions), captions
+    assert_no_exception(page, "Error browser (cell clicked)")
+
+
 def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
     page.locator("h1").filter(has_text="digit-lens").wait_for()
     wait_idle(page)
@@ -226,6 +272,10 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
         open_page(page, label)
         assert page.locator(".js-plotly-plot").count() >= 1, f"no chart on {label}"
         assert_no_exception(page, label)
+        if label == "Activations":
+            check_clicking_a_feature_map_enlarges_it(page)
+        elif label == "Error browser":
+            check_clicking_a_confusion_cell_shows_its_mistakes(page)
         screenshot(page, PAGES[label])
 
     open_page(page, "Draw and predict")

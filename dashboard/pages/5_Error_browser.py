@@ -26,7 +26,7 @@ with ui.guard():
         f"({1 - errors / len(labels):.2%} accuracy). Click a cell of the matrix or choose one below."
     )
 
-    matrix_col, table_col = st.columns([1.1, 1], gap="large")
+    matrix_col, table_col = st.columns([1, 1], gap="large")
     with matrix_col:
         matrix_key = f"dl.err.matrix.{variant}"
         ui.apply_cell_selection(ui.selected_point(st.session_state.get(matrix_key)))
@@ -35,6 +35,7 @@ with ui.guard():
             key=matrix_key,
             on_select="rerun",
             selection_mode="points",
+            config={"displayModeBar": False},
         )
     with table_col:
         report = pd.DataFrame(per_class_report(matrix)).rename(columns={"class": "digit"})
@@ -43,17 +44,15 @@ with ui.guard():
             hide_index=True,
             column_config={
                 "digit": st.column_config.NumberColumn(width="small"),
-                "precision": st.column_config.ProgressColumn(
-                    format="percent", min_value=0.9, max_value=1.0
-                ),
+                "precision": st.column_config.NumberColumn(format="percent"),
                 "recall": st.column_config.ProgressColumn(
-                    format="percent", min_value=0.9, max_value=1.0
+                    "recall (accuracy)", format="percent", min_value=0.9, max_value=1.0
                 ),
                 "f1": st.column_config.NumberColumn("F1", format="percent", width="small"),
                 "support": st.column_config.NumberColumn(width="small"),
             },
         )
-        st.caption("Per-class precision, recall and F1 (bars start at 90%).")
+        st.caption("Per-class precision, recall and F1 (recall bars start at 90%).")
 
     st.header("Mistakes")
     st.session_state.setdefault(ui.ERR_VIEW_KEY, ui.ERR_CELL_VIEW)
