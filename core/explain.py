@@ -22,8 +22,6 @@ these LeakyReLU models they silently degrade to plain gradients, and they fail t
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from captum.attr import (
 )
 from torch import nn
 
+from core.locks import model_lock
 from core.models import block_activations, conv_layers
 
 IMAGE_SIDE = 28
@@ -53,9 +52,6 @@ IG_STEPS = 50
 OCCLUSION_WINDOW = 4
 OCCLUSION_STRIDE = 2
 BLANK_RANGE = 1e-3
-
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -73,19 +69,6 @@ class LayerActivation:
     def shape(self) -> tuple[int, ...]:
         """``(channels, height, width)``."""
         return tuple(self.values.shape)
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The one lock of ``model`` (created on first use, freed with the model).
-
-    Re-entrant, so a caller already holding it may call :func:`attribute` without deadlocking.
-    """
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = threading.RLock()
-            _LOCKS[model] = lock
-        return lock
 
 
 @contextmanager

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
+from core.locks import model_lock
 from core.models import VARIANTS
 from core.preprocess import (
     BLANK_MESSAGE,
@@ -104,9 +104,8 @@ def _as_image(result: PreprocessResult | np.ndarray) -> np.ndarray:
 class Predictor:
     """Loads the chosen variants once and predicts with each under its own normalisation.
 
-    ``models`` and ``metadata`` are keyed by variant. ``locks`` holds one lock per model, taken
-    around every forward pass here: hold it too while anything (Captum hooks) changes a model
-    that other threads run.
+    ``models`` and ``metadata`` are keyed by variant. Every forward pass here holds the model's
+    :func:`core.locks.model_lock`, the same lock ``core.explain`` holds while Captum hooks it.
     """
 
     def __init__(
@@ -120,12 +119,10 @@ class Predictor:
         self.directory = Path(directory)
         self.models: dict[str, nn.Module] = {}
         self.metadata: dict[str, dict[str, Any]] = {}
-        self.locks: dict[str, threading.RLock] = {}
         for variant in self.variants:
             model, metadata = load_model(variant, self.directory)
             self.models[variant] = model
             self.metadata[variant] = metadata
-            self.locks[variant] = threading.RLock()
 
     def normalization(self, variant: str) -> dict[str, float]:
         """The normalisation ``variant`` was trained with."""
@@ -153,7 +150,7 @@ class Predictor:
         predictions = {}
         for variant in chosen:
             x = to_input(image.view(1, 1, 28, 28), self.normalization(variant))
-            with self.locks[variant]:
+            with model_lock(self.models[variant]):
                 logits = self.models[variant](x)
             probabilities = torch.softmax(logits.double(), dim=1)[0].numpy()
             predictions[variant] = make_prediction(variant, probabilities, threshold)
@@ -178,7 +175,7 @@ class Predictor:
         chunks = []
         for start in range(0, batch.shape[0], BATCH_SIZE):
             x = to_input(batch[start : start + BATCH_SIZE], normalization)
-            with self.locks[variant]:
+            with model_lock(self.models[variant]):
                 chunks.append(torch.softmax(model(x).float(), dim=1))
         if not chunks:
             return np.zeros((0, 10), dtype=np.float32)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+import core.explain as explain_module
 import core.predict as predict_module
 from core.checkpoints import CheckpointError, save_checkpoint
+from core.locks import model_lock
 from core.models import VARIANTS, build_model
 from core.predict import (
     Prediction,
@@ -168,6 +171,19 @@ def test_blank_input_is_never_predicted(predictor: Predictor) -> None:
             predictor.predict(blank)
     with pytest.raises(InvalidImageError, match="blank"):
         predictor.predict(np.zeros((28, 28), np.float32))
+
+
+def test_prediction_waits_while_the_model_is_being_explained(predictor: Predictor, seven) -> None:
+    """Predictor and core.explain share one lock per model, so no forward pass meets Captum hooks."""
+    model = predictor.models["cnn1"]
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (predictor.predict(seven), finished.set()))
+    with model_lock(model):
+        worker.start()
+        assert not finished.wait(0.3), "predicted while another thread held the model's lock"
+    worker.join(10)
+    assert finished.is_set()
+    assert explain_module.model_lock is model_lock
 
 
 def test_predict_a_subset_of_variants(predictor: Predictor, seven) -> None:
