@@ -40,13 +40,16 @@ def to_pixels(image: np.ndarray, size: int = PREVIEW_PIXELS) -> np.ndarray:
 
 
 def stage_preview(stage: np.ndarray, size: int = PREVIEW_PIXELS) -> np.ndarray:
-    """A preprocessing stage for display: transparent pixels shown on white, as on the canvas."""
+    """A preprocessing stage for display, framed in grey so a white canvas shows its extent
+    (transparent pixels are shown on white, as on the canvas)."""
     array = np.asarray(stage)
     if array.ndim == 3 and array.shape[2] == 4:
         rgba = array.astype(np.float32) / (255.0 if array.dtype == np.uint8 else 1.0)
-        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
-        array = rgb
-    return to_pixels(array, size)
+        array = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+    pixels = to_pixels(array, size).copy()
+    for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
+        pixels[edge] = 160
+    return pixels
 
 
 @lru_cache(maxsize=8)
@@ -69,41 +72,57 @@ def overlay_pixels(
     return to_pixels(blended.round().astype(np.uint8), size)
 
 
-def _square_axes(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0))
-    return fig
+def _square_layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
+    """Layout of an image-like figure: square pixels, row 0 on top, no axes.
+
+    Figures here are built in one ``go.Figure(data, layout)`` call: the ``update_*`` and
+    ``add_hline`` helpers validate again on every call and cost several milliseconds each, which
+    matters on the Draw page's every-stroke rerun.
+    """
+    return {
+        "title": {"text": title},
+        "height": height,
+        "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
+        "xaxis": {"visible": False, "constrain": "domain"},
+        "yaxis": {
+            "visible": False,
+            "autorange": "reversed",
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        **extra,
+    }
+
+
+def _gray_trace(image: np.ndarray, **extra) -> dict:
+    """A [0, 1] grey image as a heatmap trace (black 0, white 1, no colour bar)."""
+    return {
+        "type": "heatmap",
+        "z": np.asarray(image),
+        "colorscale": "gray",
+        "zmin": 0,
+        "zmax": 1,
+        "showscale": False,
+        **extra,
+    }
 
 
 def digit_figure(image: np.ndarray, title: str = "", height: int = 300) -> go.Figure:
     """The 28×28 image a model sees, with pixel values on hover."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.asarray(image),
-            colorscale="gray",
-            zmin=0,
-            zmax=1,
-            showscale=False,
-            hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>",
-        )
-    )
-    fig.update_layout(title=title)
-    return _square_axes(fig, height)
+    trace = _gray_trace(image, hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>")
+    return go.Figure(data=[trace], layout=_square_layout(title, height))
 
 
 def heatmap_figure(values: np.ndarray, title: str = "", height: int = 300) -> go.Figure:
     """One 2-D array (a feature map) as a Viridis heatmap with values on hover."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.asarray(values),
-            colorscale="Viridis",
-            colorbar=dict(thickness=10),
-            hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(title=title)
-    return _square_axes(fig, height)
+    trace = {
+        "type": "heatmap",
+        "z": np.asarray(values),
+        "colorscale": "Viridis",
+        "colorbar": {"thickness": 10},
+        "hovertemplate": "x %{x}, y %{y}: %{z:.3f}<extra></extra>",
+    }
+    return go.Figure(data=[trace], layout=_square_layout(title, height))
 
 
 def overlay_figure(
@@ -130,33 +149,25 @@ def overlay_figure(
             [1.0, "rgba(220, 38, 38, 0.9)"],
         ]
         zmin, zmax = 0.0, peak
-    fig = go.Figure(
-        [
-            go.Heatmap(
-                z=np.asarray(image),
-                colorscale="gray",
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                hoverinfo="skip",
-            ),
-            go.Heatmap(
-                z=heat,
-                colorscale=colorscale,
-                zmin=zmin,
-                zmax=zmax,
-                colorbar=dict(thickness=10, len=0.8),
-                hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>",
-            ),
-        ]
-    )
-    fig.update_layout(title=title)
-    return _square_axes(fig, height)
+    traces = [
+        _gray_trace(image, hoverinfo="skip"),
+        {
+            "type": "heatmap",
+            "z": heat,
+            "colorscale": colorscale,
+            "zmin": zmin,
+            "zmax": zmax,
+            "colorbar": {"thickness": 10, "len": 0.8},
+            "hovertemplate": "x %{x}, y %{y}: %{z:.3g}<extra></extra>",
+        },
+    ]
+    return go.Figure(data=traces, layout=_square_layout(title, height))
 
 
 def grid_columns(channels: int) -> int:
-    """Tiles per row for a layer: a mosaic about twice as wide as high, at most 16 across."""
-    return max(1, min(16, channels, math.ceil(math.sqrt(2 * channels))))
+    """Tiles per row: a power of two giving a mosaic about twice as wide as high, at most 16
+    (so 32, 64 and 128 channels fill complete rows)."""
+    return max(1, min(16, channels, 2 ** math.ceil(math.log2(math.sqrt(2 * channels)))))
 
 
 def feature_map_grid(
@@ -176,6 +187,7 @@ def feature_map_grid(
         r, k = divmod(c, columns)
         top, left = r * (height + 1), k * (width + 1)
         mosaic[top : top + height, left : left + width] = values[c]
+    aspect = mosaic.shape[0] / mosaic.shape[1]
     centres = np.arange(channels)
     rows_of, cols_of = np.divmod(centres, columns)
     tile_px = 0.9 * width * (width_px - 80) / mosaic.shape[1]
@@ -201,11 +213,11 @@ def feature_map_grid(
             ),
         ]
     )
-    aspect = mosaic.shape[0] / mosaic.shape[1]
-    fig = _square_axes(fig, height=int(np.clip(width_px * aspect + 40, 140, 900)))
-    fig.update_xaxes(range=[-0.5, mosaic.shape[1] - 0.5], autorange=False)
-    fig.update_yaxes(range=[mosaic.shape[0] - 0.5, -0.5], autorange=False)
-    fig.update_layout(plot_bgcolor="rgba(0,0,0,0)")
+    layout = _square_layout("", int(np.clip(width_px * aspect + 40, 140, 900)))
+    layout["xaxis"]["range"] = [-0.5, mosaic.shape[1] - 0.5]
+    layout["yaxis"].update(range=[mosaic.shape[0] - 0.5, -0.5], autorange=False)
+    layout["plot_bgcolor"] = "rgba(0,0,0,0)"
+    fig.update_layout(layout)
     return fig, columns
 
 
@@ -226,34 +238,43 @@ def probability_figure(
     probs: Mapping[str, np.ndarray], threshold: float, height: int = 320
 ) -> go.Figure:
     """Probabilities of all ten digits, one bar group per model, with the threshold line."""
-    fig = go.Figure(
-        [
-            go.Bar(
-                name=variant,
-                x=list(DIGITS),
-                y=np.asarray(p),
-                marker_color=MODEL_COLOURS.get(variant),
-                hovertemplate=f"{variant}: digit %{{x}}, %{{y:.1%}}<extra></extra>",
-            )
-            for variant, p in probs.items()
-        ]
-    )
-    fig.add_hline(
-        y=threshold,
-        line_dash="dot",
-        line_color="#dc2626",
-        annotation_text=f"threshold {threshold:.0%}",
-        annotation_position="top left",
-    )
-    fig.update_layout(
-        barmode="group",
-        height=height,
-        margin=dict(l=10, r=10, t=30, b=10),
-        xaxis=dict(tickmode="array", tickvals=list(DIGITS), title="digit"),
-        yaxis=dict(range=[0, 1.05], tickformat=".0%", title="probability"),
-        legend=dict(orientation="h", y=1.12),
-    )
-    return fig
+    traces = [
+        {
+            "type": "bar",
+            "name": variant,
+            "x": list(DIGITS),
+            "y": np.asarray(p),
+            "marker": {"color": MODEL_COLOURS.get(variant)},
+            "hovertemplate": f"{variant}: digit %{{x}}, %{{y:.1%}}<extra></extra>",
+        }
+        for variant, p in probs.items()
+    ]
+    line = {"color": "#dc2626", "dash": "dot"}
+    layout = {
+        "barmode": "group",
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "xaxis": {"tickmode": "array", "tickvals": list(DIGITS), "title": {"text": "digit"}},
+        "yaxis": {"range": [0, 1.05], "tickformat": ".0%", "title": {"text": "probability"}},
+        "legend": {"orientation": "h", "y": 1.12},
+        "shapes": [
+            {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold}
+            | {"line": line}
+        ],
+        "annotations": [
+            {
+                "xref": "paper",
+                "x": 0,
+                "y": threshold,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "showarrow": False,
+                "text": f"threshold {threshold:.0%}",
+                "font": {"color": "#dc2626", "size": 11},
+            }
+        ],
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 def _click_targets(

@@ -62,7 +62,9 @@ CANVAS_DRAWING_KEY = "dl.canvas.drawing"
 UPLOAD_KEY = "dl.draw.upload"
 UPLOAD_STATE_KEY = "dl.upload.state"
 
-DEFAULT_THRESHOLD = 0.5
+# Keeps 96-98% of MNIST test digits (at 99.97%+ accuracy) and rejects most noise and scribbles
+# with the shipped models; see the Rejection & OOD page.
+DEFAULT_THRESHOLD = 0.7
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif")
 
 PAGES = {
@@ -460,6 +462,11 @@ def threshold_slider(*, sidebar: bool = False) -> float:
     )
 
 
+def threshold() -> float:
+    """The shared rejection threshold, for pages that use it without showing the slider."""
+    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
+
+
 def model_picker(label: str = "Model") -> str:
     """One model for pages that inspect a single model (sidebar, shared between pages)."""
     variants = predictor_variants()
@@ -766,28 +773,18 @@ OOD_COLUMNS = {
 }
 
 
-def ood_table(in_msp: np.ndarray, ood: Mapping[str, dict], threshold: float) -> list[dict]:
+def ood_table(ood: Mapping[str, dict], threshold: float) -> list[dict]:
     """Rows: each OOD set's share rejected at ``threshold`` and its AUROCs."""
-    rows = [
+    return [
         {
-            "input": "MNIST test digits (in-distribution)",
-            "images": len(in_msp),
-            "rejected": rejection_rate(in_msp, threshold),
-            "AUROC (MSP)": float("nan"),
-            "AUROC (energy)": float("nan"),
+            "input": OOD_LABELS.get(name, name),
+            "images": len(entry["msp"]),
+            "rejected": rejection_rate(entry["msp"], threshold),
+            "AUROC (MSP)": entry["auroc_msp"],
+            "AUROC (energy)": entry["auroc_energy"],
         }
+        for name, entry in ood.items()
     ]
-    for name, entry in ood.items():
-        rows.append(
-            {
-                "input": OOD_LABELS.get(name, name),
-                "images": len(entry["msp"]),
-                "rejected": rejection_rate(entry["msp"], threshold),
-                "AUROC (MSP)": entry.get("auroc_msp"),
-                "AUROC (energy)": entry.get("auroc_energy"),
-            }
-        )
-    return rows
 
 
 METRICS_COLUMNS = {

@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoints", type=Path, default=DEFAULT_DIRECTORY)
     parser.add_argument("--data-dir", help="MNIST directory (default: $DIGIT_LENS_DATA or ./data)")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking and rendering digits")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1, as the dashboard sets; 0 keeps torch's choice)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,6 +81,8 @@ def row(name: str, figures: tuple[float, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
     canvas = canvas_rgba(stroke_mask(7, box=(60, 40, 200, 240), width=18))
     white = canvas_rgba(stroke_mask(7, box=(60, 40, 200, 240), width=18), transparent=False)

@@ -182,6 +182,7 @@ def expect_prediction(page, digit: str) -> None:
 def screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)  # no hover label in the picture
     size = page.viewport_size
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
@@ -257,7 +258,10 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
 
     page.get_by_role("button", name="Reset canvas & history").click()
     playwright_api.expect(page.get_by_text("Draw a digit")).to_be_visible()
-    assert predictions(page) == []  # a cleared canvas is never predicted
+    # a cleared canvas is never predicted (the old metrics stay until the rerun finishes)
+    playwright_api.expect(page.locator('[data-testid="stMetricValue"]')).to_have_count(0)
+    wait_idle(page)
+    assert predictions(page) == []
     stroke(page, [(70, 55), (200, 50), (160, 140), (125, 245)])
     expect_prediction(page, "7")
     assert_no_exception(page, "Draw and predict (drawn 7)")

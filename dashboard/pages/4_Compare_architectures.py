@@ -38,12 +38,13 @@ with ui.guard():
             st.metric(
                 "prediction",
                 top[0][0],
-                f"{top[0][1]:.1%} confident",
+                f"{top[0][1]:.1%} confident"
+                + (" · below the threshold" if top[0][1] < ui.threshold() else ""),
                 delta_color="normal" if digits[variant] == majority else "inverse",
                 delta_arrow="off",
             )
             st.plotly_chart(
-                figures.probability_figure({variant: p}, threshold=0.0, height=200),
+                figures.probability_figure({variant: p}, threshold=ui.threshold(), height=200),
                 key=f"dl.cmp.bars.{variant}",
             )
             st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in top))

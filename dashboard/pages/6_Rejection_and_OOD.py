@@ -42,11 +42,12 @@ with ui.guard():
     if ood:
         st.subheader("Out-of-distribution input rejected at this threshold")
         st.dataframe(
-            pd.DataFrame(ui.ood_table(summary["msp"], ood, threshold)),
+            pd.DataFrame(ui.ood_table(ood, threshold)),
             hide_index=True,
             column_config=ui.OOD_COLUMNS,
         )
         st.caption(
+            f"For comparison, {1 - summary['coverage']:.2%} of MNIST test digits are rejected. "
             "AUROC: how well the score separates MNIST test digits from that set (1 = perfectly, "
             "0.5 = not at all), independent of the threshold. Energy is logsumexp of the logits."
         )
