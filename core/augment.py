@@ -24,8 +24,12 @@ class AugmentConfig:
     translate: float = 0.1
     # share of samples that get a random affine; the rest keep their exact pixels, as test digits do
     affine_prob: float = 0.8
-    # probabilities of: thinner stroke, thicker (+1 px), much thicker (+2 px); the rest unchanged
-    stroke_probs: tuple[float, float, float] = (0.1, 0.2, 0.1)
+    # probabilities of: thinner stroke, thicker (+1 px), much thicker (+2 px), and loops closed
+    # the way a thick canvas brush closes them (dilate by r, erode by r - 1: holes narrower than
+    # 2r + 1 fill, strokes end up one 2x-pixel thicker per side); the rest unchanged
+    stroke_probs: tuple[float, float, float, float] = (0.1, 0.15, 0.1, 0.2)
+    # closing radii r (in 2x-resolution pixels) drawn uniformly for the "loops closed" samples
+    closing_radii: tuple[int, ...] = (2, 3, 4)
 
 
 def _random_affine(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -54,20 +58,62 @@ def _random_affine(n: int, config: AugmentConfig, generator: torch.Generator) ->
     return theta
 
 
+def dilate(images: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey-level dilation of ``[N, C, H, W]`` by a square of side ``2 * radius + 1``.
+
+    Separable maxima over shifted slices: the same result as ``max_pool2d(stride=1)`` and about
+    ten times faster on CPU, where stride-1 max pooling dominated the training step.
+    """
+    if radius <= 0:
+        return images
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (radius, radius, radius, radius))
+    rows = padded[..., :, :width]
+    for shift in range(1, 2 * radius + 1):
+        rows = torch.maximum(rows, padded[..., :, shift : shift + width])
+    out = rows[..., :height, :]
+    for shift in range(1, 2 * radius + 1):
+        out = torch.maximum(out, rows[..., shift : shift + height, :])
+    return out
+
+
+def erode(images: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey-level erosion, the dual of :func:`dilate` (the zero border counts as background)."""
+    return -dilate(-images, radius)
+
+
 def _vary_strokes(
     hires: torch.Tensor, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Erode or dilate each 2x-resolution image by its own random choice (max/min pooling)."""
-    thin_p, thick_p, thicker_p = config.stroke_probs
-    draw = torch.rand(hires.shape[0], generator=generator).view(-1, 1, 1, 1)
-    thinner = -F.max_pool2d(-hires, 3, stride=1, padding=1)
-    thicker = F.max_pool2d(hires, 3, stride=1, padding=1)
-    thickest = F.max_pool2d(hires, 5, stride=1, padding=2)
-    out = torch.where(draw < thin_p, thinner, hires)
-    out = torch.where((draw >= thin_p) & (draw < thin_p + thick_p), thicker, out)
-    return torch.where(
-        (draw >= thin_p + thick_p) & (draw < thin_p + thick_p + thicker_p), thickest, out
-    )
+    """Thin, thicken or close each 2x-resolution image by its own random choice.
+
+    Only the samples that drew a change are processed, each group with its own morphology.
+    """
+    n = hires.shape[0]
+    draw = torch.rand(n, generator=generator)
+    radii = torch.tensor(config.closing_radii)
+    closing = radii[torch.randint(len(radii), (n,), generator=generator)]
+    edges = torch.cumsum(torch.tensor((0.0, *config.stroke_probs)), 0)
+    choice = torch.bucketize(draw, edges, right=True) - 1  # 0..3 for a change, else unchanged
+    out = hires.clone()
+    changes = {
+        0: lambda x, _r: erode(x, 1),
+        1: lambda x, _r: dilate(x, 1),
+        2: lambda x, _r: dilate(x, 2),
+        3: lambda x, r: erode(dilate(x, r), r - 1),
+    }
+    for kind, change in changes.items():
+        picked = choice == kind
+        if kind == 3:
+            for radius in config.closing_radii:
+                rows = torch.nonzero(picked & (closing == radius)).flatten()
+                if len(rows):
+                    out[rows] = change(hires[rows], radius)
+        else:
+            rows = torch.nonzero(picked).flatten()
+            if len(rows):
+                out[rows] = change(hires[rows], 0)
+    return out
 
 
 def augment_batch(

@@ -16,12 +16,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.checkpoints import DEFAULT_DIRECTORY, save_checkpoint
 from core.data import DataUnavailableError, MnistSplits, load_mnist, normalization_stats
 from core.models import CONFIGS, VARIANTS, build_model, count_parameters, layer_summary
-from core.precompute import evaluate_variant
+from core.precompute import build_ood_sets, evaluate_variant
 from core.train import TrainConfig, fit
 
 # Epoch budgets sized so all three train in under 25 minutes on a 2-core CPU.
@@ -68,9 +69,17 @@ def shrink(splits: MnistSplits) -> MnistSplits:
 
 
 def train_variant(
-    variant: str, splits: MnistSplits, config: TrainConfig, out_dir: Path, progress: bool
+    variant: str,
+    splits: MnistSplits,
+    config: TrainConfig,
+    out_dir: Path,
+    progress: bool,
+    ood: tuple[dict[str, np.ndarray], dict[str, str]],
 ) -> dict:
-    """Train one variant, save its checkpoint, evaluate it; returns its final metadata."""
+    """Train one variant, save its checkpoint, evaluate it; returns its final metadata.
+
+    ``ood`` is :func:`build_ood_sets`'s result, built once for all variants.
+    """
     normalization = normalization_stats(splits.train_images)
     torch.manual_seed(config.seed)  # initial weights depend on the seed, not on earlier variants
     model = build_model(variant)
@@ -131,6 +140,8 @@ def train_variant(
         splits.test_labels,
         val_images=splits.val_images,
         val_labels=splits.val_labels,
+        ood_sets=ood[0],
+        ood_unavailable=ood[1],
     )
 
 
@@ -165,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         splits = shrink(splits)
     started = time.perf_counter()
+    ood = build_ood_sets(data_dir=args.data_dir)
     results = []
     for variant in args.variants:
         epochs = 1 if args.dry_run else (args.epochs or DEFAULT_EPOCHS[variant])
         config = replace(TrainConfig(), epochs=epochs, seed=args.seed)
-        results.append(train_variant(variant, splits, config, out_dir, not args.no_progress))
+        results.append(train_variant(variant, splits, config, out_dir, not args.no_progress, ood))
     print_summary(results)
     print(f"wall time: {time.perf_counter() - started:.0f} s; wrote {out_dir}")
     return 0

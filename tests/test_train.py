@@ -94,6 +94,6 @@ def test_augmentation_differs_per_sample_and_stays_in_range() -> None:
 def test_identity_augmentation_returns_the_exact_pixels() -> None:
     images, _ = synthetic_digits(4)
     batch = images.float().div(255).unsqueeze(1)
-    identity = AugmentConfig(0.0, 0.0, (1.0, 1.0), 0.0, affine_prob=0.0, stroke_probs=(0, 0, 0))
+    identity = AugmentConfig(0.0, 0.0, (1.0, 1.0), 0.0, affine_prob=0.0, stroke_probs=(0, 0, 0, 0))
     out = augment_batch(batch, torch.Generator().manual_seed(0), identity)
     assert torch.allclose(out, batch, atol=1e-5)
