@@ -9,6 +9,43 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _augmentation_line(config: dict[str, Any]) -> str:
+    """What the recorded augmentation did, from the training config (older configs lack fields)."""
+    augmentation = config.get("augmentation", {})
+    if not config.get("augment", True):
+        return "- No augmentation."
+    parts = "rotation, shear, scale, shift and stroke thinning/thickening"
+    probs = augmentation.get("stroke_probs", [])
+    if len(probs) > 3 and probs[3] > 0:
+        parts += f", loops closed as a thick canvas brush closes them ({probs[3]:.0%} of samples)"
+    return f"- Per-sample augmentation: {parts}."
+
+
+def _ood_lines(ood: dict[str, Any]) -> list[str]:
+    """AUROC and rejected share per out-of-distribution set, at the 95%-coverage threshold."""
+    sets = ood.get("sets", {})
+    if not sets:
+        return []
+    lines = [
+        "",
+        "## Out-of-distribution detection",
+        "",
+        "How well the maximum softmax probability (MSP) and the energy score separate the MNIST "
+        "test digits from each set (AUROC, 1 = perfectly, 0.5 = not at all), and the share of the "
+        "set rejected at the MSP threshold that keeps 95% of MNIST test digits "
+        f"({ood['thresholds']['msp']['0.95']:.3f}).",
+        "",
+        "| set | images | AUROC (MSP) | AUROC (energy) | rejected at 95% coverage |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in sets.items():
+        lines.append(
+            f"| {entry.get('label', name)} | {entry['n']:,} | {entry['auroc_msp']:.3f} | "
+            f"{entry['auroc_energy']:.3f} | {_pct(entry['rejection_msp']['0.95'])} |"
+        )
+    return lines
+
+
 def render_model_card(metadata: dict[str, Any]) -> str:
     """Markdown card: architecture, hyper-parameters, measured accuracy, intended use, limitations."""
     variant = metadata["variant"]
@@ -58,7 +95,7 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         f"batch {config['batch_size']}, label smoothing {config['label_smoothing']}.",
         f"- Epochs run: {training['epochs_run']} of {config['epochs']} "
         f"(best epoch {training['best_epoch']}, patience {config['patience']}).",
-        "- Per-sample augmentation: rotation, shear, scale, shift and stroke thinning/thickening.",
+        _augmentation_line(config),
         f"- Training time: {training['seconds']:.0f} s on {training['device']} "
         f"({training['threads']} threads), torch {training['torch']}.",
         "",
@@ -72,6 +109,7 @@ def render_model_card(metadata: dict[str, Any]) -> str:
             f"| {row['class']} | {_pct(row['precision'])} | {_pct(row['recall'])} | "
             f"{_pct(row['f1'])} | {row['support']} |"
         )
+    lines += _ood_lines(metadata.get("ood", {}))
     lines += [
         "",
         "## Intended use",

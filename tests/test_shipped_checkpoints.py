@@ -11,6 +11,7 @@ from core.checkpoints import load_model, weights_path
 from core.data import load_mnist_test
 from core.evalfile import read_eval_file
 from core.evaluate import predict_logits, softmax
+from core.model_card import render_model_card
 from core.models import VARIANTS, count_parameters
 
 TARGETS = {"cnn1": 0.9920, "cnn2": 0.9950, "cnn3": 0.9960}
@@ -39,3 +40,16 @@ def test_recorded_accuracy_is_reproduced_and_meets_target(
     saved = read_eval_file(variant, shipped_checkpoints)
     np.testing.assert_array_equal(saved["labels"], labels.numpy())
     np.testing.assert_allclose(saved["probabilities"], probabilities, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_model_card_is_generated_from_the_recorded_figures(
+    variant: str, shipped_checkpoints: Path
+) -> None:
+    _, meta = load_model(variant, shipped_checkpoints)
+    card = (shipped_checkpoints / f"{variant}.md").read_text(encoding="utf-8")
+    assert card == render_model_card(meta), "model card out of date: run scripts/evaluate_all.py"
+    assert f"| test accuracy | {100 * meta['test_accuracy']:.2f}% |" in card
+    fashion = meta["ood"]["sets"]["fashion_mnist"]
+    assert f"| Fashion-MNIST | 2,000 | {fashion['auroc_msp']:.3f} |" in card
+    assert "loops closed" in card
