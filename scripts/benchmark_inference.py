@@ -123,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nno canvas-style accuracy: {error}")
         return 0
     count = min(args.digits, len(images))
-    pick = np.random.default_rng(args.seed).choice(len(images), count, replace=False)
+    pick = (
+        np.arange(count)
+        if count == len(images)
+        else np.random.default_rng(args.seed).choice(len(images), count, replace=False)
+    )
     start = time.perf_counter()
     figures = canvas_style_accuracy(
         predictor, images.numpy()[pick], labels.numpy()[pick], seed=args.seed

@@ -158,16 +158,17 @@ def canvas_style_accuracy(
 ) -> dict[str, dict[str, float]]:
     """Accuracy of each loaded variant on MNIST digits drawn canvas-style vs. fed directly.
 
-    Every digit is rendered with :func:`render_mnist_canvas` and goes through the full
-    ``preprocess`` → ``Predictor`` path; the direct figure feeds the same digits as they are.
-    Returns ``{variant: {"canvas": acc, "direct": acc, "blank": count}}``.
+    Every digit is rendered with :func:`render_mnist_canvas` (digit ``i`` with its own generator
+    seeded by ``(seed, i)``, so a digit's rendering does not depend on the others) and goes
+    through the full ``preprocess`` → ``Predictor`` path; the direct figure feeds the same digits
+    as they are. Returns ``{variant: {"canvas": acc, "direct": acc, "blank": count}}``.
     """
     from core.preprocess import preprocess
 
-    rng = np.random.default_rng(seed)
     processed = np.zeros((len(images), 28, 28), np.float32)
     blank = 0
     for i, digit in enumerate(images):
+        rng = np.random.default_rng([seed, i])
         result = preprocess(render_mnist_canvas(np.asarray(digit), rng)[0])
         blank += result.blank
         processed[i] = result.image
