@@ -94,15 +94,13 @@ def _vary_strokes(
     draw = torch.rand(n, generator=generator)
     closing = torch.randint(len(config.closings), (n,), generator=generator)
     edges = torch.cumsum(torch.tensor((0.0, *config.stroke_probs)), 0)
-    choice = torch.bucketize(draw, edges, right=True) - 1  # 0..3 for a change, else unchanged
+    choice = torch.bucketize(draw, edges, right=True) - 1  # 0..3 for a change, 4 unchanged
+    # one (dilate, erode) option per change; a closing picks its own among config.closings
+    options = [(0, 1), (1, 0), (2, 0), *config.closings]
+    option = torch.where(choice == 3, 3 + closing, choice.masked_fill(choice > 3, -1))
     out = hires.clone()
-    changes = [(0, (0, 1)), (1, (1, 0)), (2, (2, 0))]
-    changes += [(3, closing_radii) for closing_radii in config.closings]
-    for index, (kind, (grow, shrink)) in enumerate(changes):
-        picked = choice == kind
-        if kind == 3:
-            picked &= closing == index - 3
-        rows = torch.nonzero(picked).flatten()
+    for index, (grow, shrink) in enumerate(options):
+        rows = torch.nonzero(option == index).flatten()
         if len(rows):
             out[rows] = erode(dilate(hires[rows], grow), shrink)
     return out

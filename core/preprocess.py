@@ -206,14 +206,19 @@ def _unsupported(data: bytes) -> InvalidImageError:
     )
 
 
+def _too_many_pixels(excess: str = "has more pixels than") -> InvalidImageError:
+    """The pixel-limit error; ``excess`` says by how much when the size is known."""
+    return InvalidImageError(
+        f"The image {excess} the limit of {MAX_PIXELS / 1e6:g} megapixels. "
+        "Please upload a smaller image."
+    )
+
+
 def _check_dimensions(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise InvalidImageError("The image has no pixels.")
     if width * height > MAX_PIXELS:
-        raise InvalidImageError(
-            f"The image is {width}×{height} pixels, more than the limit of "
-            f"{MAX_PIXELS / 1e6:g} megapixels. Please upload a smaller image."
-        )
+        raise _too_many_pixels(f"is {width}×{height} pixels, more than")
 
 
 def _orientation(image: Image.Image) -> int:
@@ -253,10 +258,7 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(
-            "The image has more pixels than the limit of "
-            f"{MAX_PIXELS / 1e6:g} megapixels. Please upload a smaller image."
-        ) from error
+        raise _too_many_pixels() from error
     except _DECODE_ERRORS as error:
         raise _unsupported(data) from error
     if image.format not in ALLOWED_FORMATS:
@@ -267,10 +269,7 @@ def decode_image(data: bytes) -> Image.Image:
             image.draft(None, (WORK_MAX_SIDE, WORK_MAX_SIDE))
         image.load()
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(
-            "The image has more pixels than the limit of "
-            f"{MAX_PIXELS / 1e6:g} megapixels. Please upload a smaller image."
-        ) from error
+        raise _too_many_pixels() from error
     except _DECODE_ERRORS as error:
         raise _damaged(image.format or "image") from error
     return _exif_upright(image)

@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -559,6 +559,24 @@ def layer_activations(image: np.ndarray, variant: str) -> list:
     return _activations(image, variant, directory, _directory_signature(directory))
 
 
+def _explain(
+    explainer: Callable[..., Any],
+    image: np.ndarray,
+    variant: str,
+    method: str,
+    target: int,
+    layer: str | None,
+    directory: str,
+    signature: tuple,
+) -> Any:
+    """Run ``core.explain.attribute`` or ``core.sanity.cascading_randomization`` on one image."""
+    model, metadata = _loaded(variant, directory, signature)
+    norm = metadata["normalization"]
+    return explainer(
+        model, model_input(image, norm), method, target, layer=layer, normalization=norm
+    )
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def _attribution(
     image: np.ndarray,
@@ -569,11 +587,7 @@ def _attribution(
     directory: str,
     signature: tuple,
 ) -> np.ndarray:
-    model, metadata = _loaded(variant, directory, signature)
-    norm = metadata["normalization"]
-    return attribute(
-        model, model_input(image, norm), method, target, layer=layer, normalization=norm
-    )
+    return _explain(attribute, image, variant, method, target, layer, directory, signature)
 
 
 def attribution(
@@ -596,10 +610,8 @@ def _sanity(
     directory: str,
     signature: tuple,
 ) -> list:
-    model, metadata = _loaded(variant, directory, signature)
-    norm = metadata["normalization"]
-    return cascading_randomization(
-        model, model_input(image, norm), method, target, layer=layer, normalization=norm
+    return _explain(
+        cascading_randomization, image, variant, method, target, layer, directory, signature
     )
 
 
