@@ -121,11 +121,12 @@ def test_recipe_fit_20_and_centre_of_mass(reference: np.ndarray) -> None:
     assert result.stages["cropped"].shape[0] > 150
 
 
-@pytest.mark.parametrize(("pen", "like"), [(3, 11), (60, 40)])
+@pytest.mark.parametrize(("pen", "like"), [(3, 11), (60, 33)])
 def test_stroke_width_is_brought_into_mnist_range(pen: int, like: int, monkeypatch) -> None:
-    """A hairline or a fat brush comes out like a pen at the edge of MNIST's range of widths.
+    """A hairline comes out like MNIST's thinnest pens, a fat brush like its thick ones.
 
-    On this 200 px tall 7, an 11 px pen is MNIST's thin end and a 40 px pen its thick end.
+    On this 200 px tall 7, an 11 px pen is MNIST's thin end (5th percentile), a 40 px pen its
+    thick end (95th) and a 33 px pen its 90th percentile, where wider strokes are thinned to.
     """
     drawing = canvas_rgba(seven_ink(width=pen))
     result = preprocess(drawing).image
@@ -137,6 +138,23 @@ def test_stroke_width_is_brought_into_mnist_range(pen: int, like: int, monkeypat
     assert abs(np.log(plain.sum() / edge.sum())) > max(
         np.log(1.25), 2 * abs(np.log(result.sum() / edge.sum()))
     )
+
+
+@pytest.mark.parametrize(("pen", "width"), [(40, None), (60, 10.0), (80, 10.0)])
+def test_only_strokes_wider_than_mnists_are_thinned_to_its_90th_percentile(
+    pen: int, width: float | None
+) -> None:
+    """On the stroke grid a 40 px pen is 12 wide (MNIST's 95th percentile) and left alone; 60 and
+    80 px pens (16 and 20 wide) come out 10 wide, MNIST's 90th percentile."""
+    ink = seven_ink(width=pen)
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    cropped = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    thinned = pp._normalise_strokes(cropped)
+    if width is None:
+        assert thinned is cropped
+    else:
+        assert max(thinned.shape) <= pp.STROKE_GRID
+        assert np.median(pp._stroke_widths(thinned > 0.5)) == pytest.approx(width, abs=1.0)
 
 
 def test_mnist_format_upload_is_reproduced() -> None:
