@@ -62,8 +62,8 @@ CANVAS_DRAWING_KEY = "dl.canvas.drawing"
 UPLOAD_KEY = "dl.draw.upload"
 UPLOAD_STATE_KEY = "dl.upload.state"
 
-# With the shipped models this keeps 95-98% of MNIST test digits (at 99.95%+ accuracy) and
-# rejects 86-94% of Fashion-MNIST and 75-77% of scribbles; see the Rejection & OOD page.
+# With the shipped models this keeps 95-98% of MNIST test digits (at 99.95-99.98% accuracy) and
+# rejects 86-93% of Fashion-MNIST and 72-75% of scribbles; see the Rejection & OOD page.
 DEFAULT_THRESHOLD = 0.7
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif")
 

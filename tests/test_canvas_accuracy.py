@@ -21,10 +21,6 @@ from core.preprocess import preprocess
 from tests.imagefactory import canvas_style_accuracy
 
 MAX_GAP = 0.005
-MISSED = {
-    "cnn2": "issue 3 target not met for cnn2: canvas-style 99.05% vs direct 99.65% on the full "
-    "test set (gap 0.60 points; cnn1 0.48, cnn3 0.42 pass)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +39,7 @@ def test_no_canvas_rendering_comes_out_blank(canvas_figures: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "variant",
-    [
-        pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=MISSED[v]))
-        if v in MISSED
-        else v
-        for v in VARIANTS
-    ],
-)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_canvas_style_accuracy_is_within_half_a_point(variant: str, canvas_figures: dict) -> None:
     f = canvas_figures[variant]
     assert f["canvas"] >= f["direct"] - MAX_GAP, (
