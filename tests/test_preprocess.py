@@ -147,8 +147,8 @@ def test_only_strokes_wider_than_mnists_are_thinned_to_its_90th_percentile(
     """On the stroke grid a 40 px pen is 12 wide (MNIST's 95th percentile) and left alone; 60 and
     80 px pens (16 and 20 wide) come out 10 wide, MNIST's 90th percentile."""
     ink = seven_ink(width=pen)
-    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    cropped = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    top, bottom, left, right = pp._bounding_box(ink > 0)
+    cropped = ink[top:bottom, left:right].astype(np.float32)
     thinned = pp._normalise_strokes(cropped)
     if width is None:
         assert thinned is cropped
