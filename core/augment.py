@@ -1,7 +1,7 @@
 """Per-sample training augmentation for MNIST batches: affine jitter and stroke-width changes.
 
-Every image in a batch gets its own random transform (DESIGN.md: a torchvision v2 transform on a
-batch tensor draws one transform for the whole batch). Stroke width is varied because canvas
+Every image in a batch gets its own random transform (ARCHITECTURE.md, known traps: a
+torchvision v2 transform on a batch tensor draws one transform for the whole batch). Stroke width is varied because canvas
 strokes are much thicker, relative to the digit, than MNIST's pen strokes.
 """
 

@@ -1,8 +1,9 @@
-"""Selective prediction and calibration: temperature scaling and risk-coverage curves.
+"""Calibration: temperature scaling, and its effect on NLL, ECE and reliability bins.
 
 Temperature scaling (Guo et al. 2017) divides the logits by one scalar ``T`` fitted on the
 validation split by minimising the negative log-likelihood; it changes confidences, never the
-predicted class. ECE and reliability bins come from ``core.evaluate``.
+predicted class. ECE and reliability bins come from ``core.evaluate``; what a confidence threshold
+does (risk-coverage, accepted share) is :mod:`core.selective`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch.nn.functional as F
 from core.evaluate import expected_calibration_error, reliability_bins, softmax
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
-REPORT_COVERAGES = (0.99, 0.95, 0.90)
 
 
 def _check(logits: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,55 +62,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         optimizer.step(closure)
     value = float(log_t.detach().clamp(low, high).exp())
     return value if math.isfinite(value) else 1.0
-
-
-def risk_coverage(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Selective-prediction curve: accept the most confident predictions first.
-
-    One point per distinct confidence threshold (accept if max probability ``>= threshold``), in
-    order of decreasing threshold: ``threshold``, ``coverage`` (fraction accepted), ``accuracy``
-    of the accepted ones and ``risk`` (= 1 - accuracy). Tied confidences are accepted together,
-    so every point is reachable by some threshold.
-    """
-    probabilities = np.asarray(probabilities)
-    labels = np.asarray(labels)
-    if probabilities.ndim != 2 or len(probabilities) != len(labels) or len(labels) == 0:
-        raise ValueError("Expected non-empty probabilities [N, C] and labels [N].")
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    order = np.argsort(-confidence, kind="stable")
-    confidence, correct = confidence[order], correct[order]
-    ends = np.flatnonzero(np.r_[confidence[1:] != confidence[:-1], True])
-    accepted = ends + 1
-    accuracy = np.cumsum(correct)[ends] / accepted
-    return {
-        "threshold": confidence[ends].astype(np.float64),
-        "coverage": accepted / len(labels),
-        "accuracy": accuracy,
-        "risk": 1.0 - accuracy,
-    }
-
-
-def area_under_risk_coverage(curve: dict[str, np.ndarray]) -> float:
-    """AURC: selective risk averaged over every sample's coverage level (lower is better)."""
-    coverage = np.asarray(curve["coverage"])
-    group = np.diff(np.r_[0.0, coverage])
-    return float((group * np.asarray(curve["risk"])).sum() / coverage[-1])
-
-
-def accuracy_at_coverage(curve: dict[str, np.ndarray], coverage: float) -> float:
-    """Accuracy of the accepted predictions at the smallest coverage ``>= coverage``."""
-    index = int(np.searchsorted(curve["coverage"], coverage - 1e-12, side="left"))
-    return float(curve["accuracy"][min(index, len(curve["accuracy"]) - 1)])
-
-
-def downsample_curve(curve: dict[str, np.ndarray], points: int = 500) -> dict[str, np.ndarray]:
-    """At most ``points`` points of a risk-coverage curve (always keeping both ends), for storage."""
-    n = len(curve["coverage"])
-    if n <= points:
-        return {key: np.asarray(value) for key, value in curve.items()}
-    index = np.unique(np.linspace(0, n - 1, points).round().astype(int))
-    return {key: np.asarray(value)[index] for key, value in curve.items()}
 
 
 def calibration_report(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,48 @@ REQUIRED_METADATA = (
     "sha256",
 )
 LFS_POINTER_PREFIX = b"version https://git-lfs"
+# The shipped files are 0.01-3.2 MB; anything far larger is not ours and is not read whole.
+MAX_WEIGHTS_BYTES = 256 * 2**20
+MAX_METADATA_BYTES = 4 * 2**20
+RESTORE_HINT = "Restore it from git or retrain with `python scripts/train_all.py`."
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, damaged, tampered with or does not fit its architecture."""
+
+
+def read_bounded(
+    path: Path,
+    limit: int,
+    what: str,
+    error: type[CheckpointError] = CheckpointError,
+    hint: str = RESTORE_HINT,
+) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ``error``.
+
+    Symlinks are followed, but a device (``/dev/zero``), a FIFO (which would block the reader), a
+    directory, a dangling link or a link loop is refused with a sentence, never read.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise error(f"{what}: {path} is missing. {hint}") from exc
+    except OSError as exc:
+        raise error(f"{what}: cannot read {path} ({exc.strerror or exc}).") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what}: {path} is not a regular file. {hint}")
+    if info.st_size > limit:
+        raise error(f"{what}: {path} is {info.st_size:,} bytes, more than the {limit:,} allowed.")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{what}: cannot read {path} ({exc.strerror or exc}).") from exc
+    if len(data) > limit:
+        raise error(f"{what}: {path} grew past the {limit:,} bytes allowed while being read.")
+    if data.startswith(LFS_POINTER_PREFIX):
+        raise error(f"{what}: {path} is a Git LFS pointer, not the file. Run `git lfs pull`.")
+    return data
 
 
 def weights_path(variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY) -> Path:
@@ -99,19 +138,7 @@ def read_metadata(
 ) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, validated for the fields other code relies on."""
     path = metadata_path(variant, directory)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise CheckpointError(
-            f"Model {variant!r}: metadata file {path} is missing. "
-            "Restore it from git or retrain with `python scripts/train_all.py`."
-        ) from error
-    except OSError as error:
-        raise CheckpointError(f"Model {variant!r}: cannot read {path}: {error}.") from error
-    if raw.startswith(LFS_POINTER_PREFIX):
-        raise CheckpointError(
-            f"Model {variant!r}: {path} is a Git LFS pointer, not the file. Run `git lfs pull`."
-        )
+    raw = read_bounded(path, MAX_METADATA_BYTES, f"Model {variant!r} metadata")
     try:
         metadata = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -142,19 +169,7 @@ def _read_weights(
     variant: str, directory: str | os.PathLike[str], expected_sha: str
 ) -> dict[str, torch.Tensor]:
     path = weights_path(variant, directory)
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError as error:
-        raise CheckpointError(
-            f"Model {variant!r}: weights file {path} is missing. "
-            "Restore it from git or retrain with `python scripts/train_all.py`."
-        ) from error
-    except OSError as error:
-        raise CheckpointError(f"Model {variant!r}: cannot read {path}: {error}.") from error
-    if blob.startswith(LFS_POINTER_PREFIX):
-        raise CheckpointError(
-            f"Model {variant!r}: {path} is a Git LFS pointer, not the weights. Run `git lfs pull`."
-        )
+    blob = read_bounded(path, MAX_WEIGHTS_BYTES, f"Model {variant!r} weights")
     digest = hashlib.sha256(blob).hexdigest()
     if digest != expected_sha:
         raise CheckpointError(

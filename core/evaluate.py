@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.train import to_input
+from core.inputs import to_input
 
 NUM_CLASSES = 10
 

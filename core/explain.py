@@ -15,9 +15,7 @@ or artefact maps for it (and ``visualize_image_attr`` asserts on all-zero maps),
 attribution functions return an all-zero map for a blank input by contract; callers should check
 :func:`is_blank` first and ask the user to draw a digit.
 
-Guided Backprop and Guided Grad-CAM are deliberately absent: they only patch ``nn.ReLU``, so on
-these LeakyReLU models they silently degrade to plain gradients, and they fail the Adebayo et al.
-(2018) sanity checks anyway (see ``core.sanity``).
+The methods themselves, with their labels and notes, are the registry in :mod:`core.methods`.
 """
 
 from __future__ import annotations
@@ -28,29 +26,27 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import (
-    IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
-    Occlusion,
-    Saliency,
-)
 from torch import nn
 
+from core.inputs import IMAGE_SIDE, MNIST_NORMALIZATION, black_baseline
 from core.locks import model_lock
-from core.models import block_activations, conv_layers
+from core.methods import IG_STEPS, integrated_gradients_with_delta, method_spec
+from core.models import block_activations, block_output, conv_layers
 
-IMAGE_SIDE = 28
-MNIST_NORMALIZATION: dict[str, float] = {"mean": 0.1307, "std": 0.3081}
-ATTRIBUTION_METHODS: dict[str, str] = {
-    "gradcam": "Grad-CAM",
-    "integrated_gradients": "Integrated Gradients",
-    "saliency": "Saliency",
-    "occlusion": "Occlusion",
-}
-IG_STEPS = 50
-OCCLUSION_WINDOW = 4
-OCCLUSION_STRIDE = 2
+__all__ = [
+    "MNIST_NORMALIZATION",
+    "LayerActivation",
+    "activations",
+    "attribute",
+    "attribute_batch",
+    "black_baseline",
+    "conv_layer_names",
+    "gradcam",
+    "integrated_gradients",
+    "is_blank",
+    "model_lock",
+]
+
 BLANK_RANGE = 1e-3
 
 
@@ -94,25 +90,6 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     return list(conv_layers(model))
 
 
-def _block_output_module(model: nn.Module, layer: str) -> nn.Module:
-    """The module whose output stands for conv layer ``layer``: its block's LeakyReLU.
-
-    Grad-CAM is defined on rectified conv feature maps (Selvaraju et al. 2017); here BatchNorm sits
-    between conv and activation, so the raw conv output would carry an arbitrary per-channel sign
-    and scale. The activation names (``features.block1.act``) are accepted as well.
-    """
-    convs = conv_layers(model)
-    acts = block_activations(model)
-    if layer in acts:
-        return acts[layer]
-    if layer not in convs:
-        raise ValueError(
-            f"Unknown layer {layer!r}; choose one of {', '.join(convs) or '(no conv layers)'}."
-        )
-    parent = layer.rpartition(".")[0]
-    return acts.get(f"{parent}.act", convs[layer])
-
-
 def _activation_names(model: nn.Module) -> dict[str, str]:
     """Map each block activation's module name to the conv layer name it is reported under."""
     convs = conv_layers(model)
@@ -140,12 +117,6 @@ def is_blank(x: torch.Tensor) -> bool:
 def _blank_rows(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(1)
     return (flat.max(1).values - flat.min(1).values).abs() <= BLANK_RANGE
-
-
-def black_baseline(normalization: dict[str, float] | None) -> float:
-    """The value of a black pixel in normalised space: ``(0 - mean) / std`` (0 is mid-grey)."""
-    norm = normalization or MNIST_NORMALIZATION
-    return (0.0 - float(norm["mean"])) / float(norm["std"])
 
 
 def activations(model: nn.Module, x: torch.Tensor) -> list[LayerActivation]:
@@ -192,63 +163,6 @@ def _targets(targets: int | Sequence[int] | torch.Tensor, n: int) -> list[int]:
     return values
 
 
-def _gradcam_batch(
-    model: nn.Module, x: torch.Tensor, layer: str, targets: list[int], relu: bool
-) -> torch.Tensor:
-    module = _block_output_module(model, layer)
-    cam = LayerGradCam(model, module)
-    maps = cam.attribute(x, target=targets, relu_attributions=relu)
-    return LayerAttribution.interpolate(maps, (IMAGE_SIDE, IMAGE_SIDE), interpolate_mode="bilinear")
-
-
-def _integrated_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    targets: list[int],
-    normalization: dict[str, float] | None,
-    n_steps: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    baseline = torch.full_like(x, black_baseline(normalization))
-    ig = IntegratedGradients(model)
-    return ig.attribute(
-        x,
-        baselines=baseline,
-        target=targets,
-        n_steps=n_steps,
-        internal_batch_size=max(n_steps, 1) * len(x),
-        return_convergence_delta=True,
-    )
-
-
-def _attribute_batch(
-    model: nn.Module,
-    x: torch.Tensor,
-    method: str,
-    targets: list[int],
-    layer: str | None,
-    normalization: dict[str, float] | None,
-    relu: bool,
-) -> torch.Tensor:
-    if method == "gradcam":
-        return _gradcam_batch(model, x, layer or conv_layer_names(model)[-1], targets, relu)
-    if method == "integrated_gradients":
-        return _integrated_gradients(model, x, targets, normalization, IG_STEPS)[0]
-    if method == "saliency":
-        return Saliency(model).attribute(x.requires_grad_(True), target=targets, abs=True)
-    if method == "occlusion":
-        return Occlusion(model).attribute(
-            x,
-            sliding_window_shapes=(1, OCCLUSION_WINDOW, OCCLUSION_WINDOW),
-            strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE),
-            baselines=black_baseline(normalization),
-            target=targets,
-            perturbations_per_eval=max(1, 256 // len(x)),
-        )
-    raise ValueError(
-        f"Unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTION_METHODS)}."
-    )
-
-
 def attribute_batch(
     model: nn.Module,
     x: torch.Tensor,
@@ -264,22 +178,26 @@ def attribute_batch(
     Same semantics as :func:`attribute`; each map is independent of the rest of the batch
     (BatchNorm is in eval mode). Blank images get all-zero maps.
     """
-    if method not in ATTRIBUTION_METHODS:
-        raise ValueError(
-            f"Unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTION_METHODS)}."
-        )
+    spec = method_spec(method)
     x = _check_input(x, batch=True)
     target_list = _targets(targets, len(x))
-    if method == "gradcam":
+    if spec.needs_layer:
         if layer is None and not conv_layer_names(model):
-            raise ValueError("Grad-CAM needs a conv layer; this model has none.")
+            raise ValueError(f"{spec.label} needs a conv layer; this model has none.")
         if layer is not None:
-            _block_output_module(model, layer)
+            block_output(model, layer)
     blank = _blank_rows(x).numpy()
     if blank.all():
         return np.zeros((len(x), IMAGE_SIDE, IMAGE_SIDE), np.float32)
     with _exclusive_eval(model):
-        maps = _attribute_batch(model, x, method, target_list, layer, normalization, relu)
+        maps = spec.run(
+            model,
+            x,
+            target_list,
+            layer=layer if spec.needs_layer else None,
+            normalization=normalization,
+            relu=relu,
+        )
     result = maps.detach().sum(dim=1).float().numpy().astype(np.float32)
     result[blank] = 0.0
     return result
@@ -297,7 +215,7 @@ def attribute(
 ) -> np.ndarray:
     """Attribution map ``[28, 28]`` (float32) of logit ``target`` for one normalised input.
 
-    Methods (:data:`ATTRIBUTION_METHODS`), all from Captum, all explaining the target *logit*:
+    Methods (:data:`core.methods.METHODS`), all from Captum, all explaining the target *logit*:
 
     - ``gradcam``: ``LayerGradCam`` on conv ``layer``, by default the last one (see
       :func:`gradcam`; ``relu`` only applies here).
@@ -347,5 +265,5 @@ def integrated_gradients(
     x = _check_input(x)
     target_list = _targets(target, 1)
     with _exclusive_eval(model):
-        maps, delta = _integrated_gradients(model, x, target_list, normalization, n_steps)
+        maps, delta = integrated_gradients_with_delta(model, x, target_list, normalization, n_steps)
     return maps.detach()[0, 0].float().numpy().copy(), float(delta.detach()[0])

@@ -3,7 +3,12 @@
 Every block is an ``nn.Sequential`` named ``block<i>`` whose children are named ``conv``, ``bn``,
 ``act``, ``pool`` and ``drop``, so the dashboard can list and hook "the conv layers of this model"
 by name (``block1.conv``, ``block1.act``, ...). Each activation is its own ``nn.LeakyReLU``
-module, never a shared or functional one (see DESIGN.md: attribution methods patch modules).
+module, never a shared or functional one (ARCHITECTURE.md, known traps: attribution methods patch
+modules).
+
+A variant is one entry of :data:`REGISTRY`: its architecture, its epoch budget, its label and its
+colour. Everything else (training script, checkpoints, dashboard pickers and colours, tests)
+reads the registry, so a new variant is one entry here.
 """
 
 from __future__ import annotations
@@ -13,8 +18,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-VARIANTS: tuple[str, ...] = ("cnn1", "cnn2", "cnn3")
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,6 @@ class CNNConfig:
     block_dropout: float = 0.1
     head_dropout: float = 0.3
     negative_slope: float = 0.01
-
-
-CONFIGS: dict[str, CNNConfig] = {
-    # One conv layer underfits under augmentation: no channel dropout there (measured: val 98.9% with
-    # 0.15, 99.3% without).
-    "cnn1": CNNConfig(
-        "cnn1", channels=(32,), kernel_size=5, hidden=128, block_dropout=0.0, head_dropout=0.25
-    ),
-    "cnn2": CNNConfig("cnn2", channels=(32, 64), hidden=192),
-    "cnn3": CNNConfig("cnn3", channels=(32, 64, 128), hidden=256),
-}
 
 
 class DigitCNN(nn.Module):
@@ -83,11 +75,76 @@ class DigitCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def build_model(variant: str) -> DigitCNN:
-    """Return an untrained model of ``variant`` (one of :data:`VARIANTS`)."""
-    if variant not in CONFIGS:
+@dataclass(frozen=True)
+class Variant:
+    """One model variant: how it is built, how long it trains, how the dashboard shows it."""
+
+    name: str
+    config: CNNConfig
+    epochs: int
+    label: str
+    colour: str
+
+    def build(self) -> nn.Module:
+        """An untrained model of this variant."""
+        return DigitCNN(self.config)
+
+    @property
+    def conv_blocks(self) -> int:
+        """Number of conv blocks (0 for a model without convolutions)."""
+        return len(self.config.channels)
+
+
+# Epoch budgets keep one `scripts/train_all.py` run of all three under 25 minutes on a 2-core CPU
+# and meet each accuracy target (cnn2 needs 13: with 11 its canvas-style gap was 0.60 points).
+REGISTRY: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        Variant(
+            "cnn1",
+            # One conv layer underfits under augmentation: no channel dropout there (measured: val
+            # 98.9% with 0.15, 99.3% without).
+            CNNConfig(
+                "cnn1",
+                channels=(32,),
+                kernel_size=5,
+                hidden=128,
+                block_dropout=0.0,
+                head_dropout=0.25,
+            ),
+            epochs=11,
+            label="cnn1 · 1 conv block",
+            colour="#60a5fa",
+        ),
+        Variant(
+            "cnn2",
+            CNNConfig("cnn2", channels=(32, 64), hidden=192),
+            epochs=13,
+            label="cnn2 · 2 conv blocks",
+            colour="#f59e0b",
+        ),
+        Variant(
+            "cnn3",
+            CNNConfig("cnn3", channels=(32, 64, 128), hidden=256),
+            epochs=14,
+            label="cnn3 · 3 conv blocks",
+            colour="#4f46e5",
+        ),
+    )
+}
+VARIANTS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def variant_spec(variant: str) -> Variant:
+    """The registry entry of ``variant``; ``ValueError`` naming the choices if unknown."""
+    if variant not in REGISTRY:
         raise ValueError(f"Unknown model variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
-    return DigitCNN(CONFIGS[variant])
+    return REGISTRY[variant]
+
+
+def build_model(variant: str) -> nn.Module:
+    """Return an untrained model of ``variant`` (one of :data:`VARIANTS`)."""
+    return variant_spec(variant).build()
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -140,3 +197,22 @@ def layer_summary(model: nn.Module) -> list[dict[str, object]]:
             handle.remove()
         model.train(was_training)
     return rows
+
+
+def block_output(model: nn.Module, layer: str) -> nn.Module:
+    """The module whose output stands for conv layer ``layer``: its block's LeakyReLU.
+
+    Grad-CAM is defined on rectified conv feature maps (Selvaraju et al. 2017); here BatchNorm sits
+    between conv and activation, so the raw conv output would carry an arbitrary per-channel sign
+    and scale. The activation names (``features.block1.act``) are accepted as well.
+    """
+    convs = conv_layers(model)
+    acts = block_activations(model)
+    if layer in acts:
+        return acts[layer]
+    if layer not in convs:
+        raise ValueError(
+            f"Unknown layer {layer!r}; choose one of {', '.join(convs) or '(no conv layers)'}."
+        )
+    parent = layer.rpartition(".")[0]
+    return acts.get(f"{parent}.act", convs[layer])

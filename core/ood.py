@@ -23,6 +23,8 @@ import functools
 import gzip
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from scipy.stats import rankdata
 from core.data import resolve_data_dir
 from core.evaluate import softmax
 from core.preprocess import preprocess
+from core.selective import REPORT_COVERAGES
 
 OOD_SETS: tuple[str, ...] = (
     "fashion_mnist",
@@ -64,7 +67,6 @@ PREFERRED_FONTS: tuple[str, ...] = (
     "DejaVuSansMono.ttf",
     "DejaVuSansMono-Bold.ttf",
 )
-REPORT_COVERAGES: tuple[float, ...] = (0.99, 0.95, 0.90)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -275,6 +277,35 @@ def rejection_rate(out_scores: np.ndarray, threshold: float) -> float:
     return float((scores < threshold).mean()) if len(scores) else 0.0
 
 
+@dataclass(frozen=True)
+class SetScores:
+    """One OOD set scored against the in-distribution set: per score key of :data:`SCORES` the
+    per-image ``scores`` and the ``auroc``, and each image's predicted digit."""
+
+    scores: dict[str, np.ndarray]
+    auroc: dict[str, float]
+    prediction: np.ndarray
+
+
+def score_sets(in_logits: np.ndarray, ood_logits: Mapping[str, np.ndarray]) -> dict[str, SetScores]:
+    """Every score of every OOD set and its AUROC against ``in_logits`` (the MNIST test set).
+
+    The one place these figures are computed: the precompute writes them into the metadata and
+    the dashboard recomputes them from the stored logits with this same function.
+    """
+    in_scores = {key: fn(in_logits) for key, fn in SCORES.items()}
+    result = {}
+    for name, logits in ood_logits.items():
+        logits = np.asarray(logits, np.float64)
+        scores = {key: fn(logits) for key, fn in SCORES.items()}
+        result[name] = SetScores(
+            scores=scores,
+            auroc={key: auroc(in_scores[key], scores[key]) for key in SCORES},
+            prediction=logits.argmax(axis=1),
+        )
+    return result
+
+
 def ood_report(
     in_logits: np.ndarray,
     ood_logits: dict[str, np.ndarray],
@@ -283,17 +314,18 @@ def ood_report(
     """JSON-ready summary: per score the thresholds on the in-distribution set, and per set and
     score the AUROC and the rejection rate at each threshold (coverage keys as strings)."""
     report: dict = {"coverages": list(coverages), "thresholds": {}, "sets": {}}
-    in_scores = {key: fn(in_logits) for key, fn in SCORES.items()}
-    thresholds = {key: thresholds_for_coverage(s, coverages) for key, s in in_scores.items()}
+    thresholds = {
+        key: thresholds_for_coverage(fn(in_logits), coverages) for key, fn in SCORES.items()
+    }
     for key, table in thresholds.items():
         report["thresholds"][key] = {f"{c:.2f}": t for c, t in table.items()}
-    for name, logits in ood_logits.items():
-        entry: dict = {"n": len(logits)}
-        for key, fn in SCORES.items():
-            out = fn(logits)
-            entry[f"auroc_{key}"] = auroc(in_scores[key], out)
+    for name, scored in score_sets(in_logits, ood_logits).items():
+        entry: dict = {"n": len(scored.prediction)}
+        for key in SCORES:
+            entry[f"auroc_{key}"] = scored.auroc[key]
             entry[f"rejection_{key}"] = {
-                f"{c:.2f}": rejection_rate(out, t) for c, t in thresholds[key].items()
+                f"{c:.2f}": rejection_rate(scored.scores[key], t)
+                for c, t in thresholds[key].items()
             }
         report["sets"][name] = entry
     return report

@@ -15,17 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.calibration import (
-    REPORT_COVERAGES,
-    accuracy_at_coverage,
-    area_under_risk_coverage,
-    calibration_report,
-    downsample_curve,
-    risk_coverage,
-)
+from core.calibration import calibration_report
 from core.checkpoints import load_model, read_metadata, write_metadata
 from core.data import load_mnist, load_mnist_test
-from core.evalfile import write_eval_file
+from core.evalfile import EvalFile, OODSet, Reliability, eval_path, write_eval_file
 from core.evaluate import predict_logits, softmax, summarize
 from core.model_card import render_model_card
 from core.ood import (
@@ -35,6 +28,13 @@ from core.ood import (
     OODDataUnavailableError,
     load_ood_set,
     ood_report,
+)
+from core.selective import (
+    REPORT_COVERAGES,
+    accuracy_at_coverage,
+    area_under_risk_coverage,
+    downsample_curve,
+    risk_coverage,
 )
 
 OOD_SAMPLES = 2000
@@ -85,13 +85,7 @@ def evaluate_variant(
     the data directory with the seed in the metadata; the OOD sets default to
     :func:`build_ood_sets`.
 
-    ``<variant>.eval.npz`` keys: ``logits``, ``probabilities``, ``labels`` (test set);
-    ``ood_sets`` (names present); per set ``ood_<set>_logits`` (float16 [n, 10]; scores via
-    ``core.ood.msp_score`` / ``energy_score``) and ``ood_<set>_examples`` (uint8 [16, 28, 28]);
-    ``temperature`` (scalar);
-    ``reliability_edges`` and ``reliability_{count,confidence,accuracy}`` before and
-    ``reliability_calibrated_{count,confidence,accuracy}`` after temperature scaling;
-    ``risk_coverage_{threshold,coverage,accuracy,risk}`` (at most 500 points).
+    The evaluation file is a :class:`core.evalfile.EvalFile` (its module lists the keys).
 
     Metadata keys added: ``temperature``, ``test_ece_scaled``, ``calibration``, ``selective``,
     ``ood``.
@@ -126,20 +120,21 @@ def evaluate_variant(
         entry["label"] = OOD_LABELS.get(name, name)
 
     before, after = calibration["reliability_before"], calibration["reliability_after"]
-    arrays: dict[str, np.ndarray] = {
-        "logits": logits.astype(np.float32),
-        "probabilities": probabilities.astype(np.float32),
-        "labels": labels.astype(np.int64),
-        "ood_sets": np.array(list(ood_logits), dtype=np.str_),
-        "temperature": np.float64(calibration["temperature"]),
-        "reliability_edges": before["edges"],
-        **{f"reliability_{k}": before[k] for k in ("count", "confidence", "accuracy")},
-        **{f"reliability_calibrated_{k}": after[k] for k in ("count", "confidence", "accuracy")},
-        **{f"risk_coverage_{k}": v for k, v in downsample_curve(curve, CURVE_POINTS).items()},
-    }
-    for name, out in ood_logits.items():
-        arrays[f"ood_{name}_logits"] = out.astype(np.float16)
-        arrays[f"ood_{name}_examples"] = np.asarray(ood_sets[name][:OOD_EXAMPLES], np.uint8)
+    evaluation = EvalFile(
+        logits=logits.astype(np.float32),
+        probabilities=probabilities.astype(np.float32),
+        labels=labels.astype(np.int64),
+        temperature=float(calibration["temperature"]),
+        reliability_before=Reliability(**before),
+        reliability_after=Reliability(**after),
+        risk_coverage=downsample_curve(curve, CURVE_POINTS),
+        ood={
+            name: OODSet(
+                out.astype(np.float16), np.asarray(ood_sets[name][:OOD_EXAMPLES], np.uint8)
+            )
+            for name, out in ood_logits.items()
+        },
+    )
 
     metadata.update(
         test_accuracy=summary["accuracy"],
@@ -176,7 +171,7 @@ def evaluate_variant(
             "unavailable": dict(ood_unavailable or {}),
         },
     )
-    write_eval_file(directory / f"{variant}.eval.npz", **arrays)
+    write_eval_file(eval_path(variant, directory), evaluation)
     write_metadata(variant, metadata, directory)
     (directory / f"{variant}.md").write_text(render_model_card(metadata), encoding="utf-8")
     return metadata

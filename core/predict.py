@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
+from core.inputs import image_to_input, to_input
 from core.locks import model_lock
 from core.models import VARIANTS
 from core.preprocess import (
@@ -34,7 +35,7 @@ from core.preprocess import (
     PreprocessResult,
     preprocess,
 )
-from core.train import to_input
+from core.selective import is_rejected
 
 TOP_K = 3
 BATCH_SIZE = 1000
@@ -46,7 +47,8 @@ class Prediction:
     """One model's answer for one image.
 
     ``probabilities`` are the softmax over the 10 digits; ``confidence`` is the top one;
-    ``rejected`` is True when ``confidence`` is below the threshold the caller asked for.
+    ``rejected`` is True when ``confidence`` is below ``threshold`` (the rule of
+    :func:`core.selective.is_rejected`), and ``reason`` then says why in a sentence.
     """
 
     model: str
@@ -55,6 +57,17 @@ class Prediction:
     confidence: float
     top3: list[tuple[int, float]]
     rejected: bool
+    threshold: float = 0.0
+
+    @property
+    def reason(self) -> str | None:
+        """Why the prediction is rejected (None when it is accepted)."""
+        if not self.rejected:
+            return None
+        return (
+            f"the top probability ({self.digit} at {self.confidence:.1%}) is below the "
+            f"{self.threshold:.0%} threshold"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (without the full probability vector)."""
@@ -68,12 +81,29 @@ class Prediction:
 
 
 def make_prediction(model: str, probabilities: np.ndarray, threshold: float) -> Prediction:
-    """A :class:`Prediction` from a probability vector (ties go to the smaller digit)."""
+    """A :class:`Prediction` from a probability vector (ties go to the smaller digit).
+
+    A vector that is not 10 finite probabilities comes from a broken model, never from an image:
+    it raises :class:`CheckpointError` so no NaN ever reaches a user as an answer.
+    """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if probabilities.shape != (10,) or not np.isfinite(probabilities).all():
+        raise CheckpointError(
+            f"Model {model!r} produced no valid probabilities (NaN, infinite or the wrong "
+            "number): its checkpoint is damaged. Restore it from git or retrain."
+        )
     order = np.argsort(-probabilities, kind="stable")
     top = [(int(d), float(probabilities[d])) for d in order[:TOP_K]]
     digit, confidence = top[0]
-    return Prediction(model, probabilities, digit, confidence, top, confidence < threshold)
+    return Prediction(
+        model,
+        probabilities,
+        digit,
+        confidence,
+        top,
+        is_rejected(confidence, threshold),
+        float(threshold),
+    )
 
 
 def _check_threshold(threshold: float) -> float:
@@ -146,10 +176,10 @@ class Predictor:
         unknown = [v for v in chosen if v not in self.models]
         if unknown:
             raise KeyError(f"Model {unknown[0]!r} is not loaded; loaded: {', '.join(self.models)}.")
-        image = torch.from_numpy(np.ascontiguousarray(_as_image(result), dtype=np.float32))
+        image = _as_image(result)
         predictions = {}
         for variant in chosen:
-            x = to_input(image.view(1, 1, 28, 28), self.normalization(variant))
+            x = image_to_input(image, self.normalization(variant))
             with model_lock(self.models[variant]):
                 logits = self.models[variant](x)
             probabilities = torch.softmax(logits.double(), dim=1)[0].numpy()

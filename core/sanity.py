@@ -87,7 +87,7 @@ def cascading_randomization(
 ) -> list[SanityStep]:
     """The original map, then one map per layer randomised cumulatively from the top.
 
-    ``method`` is a key of ``core.explain.ATTRIBUTION_METHODS`` (``layer`` and ``normalization``
+    ``method`` is a key of ``core.methods.METHODS`` (``layer`` and ``normalization``
     as for ``core.explain.attribute``) or any callable ``(model, x, target) -> map``. The given
     model is never changed: the work happens on a deep copy, taken under the model's lock.
     Spearman is computed on absolute values by default, as importance rankings.

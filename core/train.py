@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from core.augment import AugmentConfig, augment_batch
+from core.inputs import to_input
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,6 @@ class TrainResult:
     best_val_accuracy: float
     seconds: float
     stopped_early: bool
-
-
-def to_input(images: torch.Tensor, normalization: dict[str, float]) -> torch.Tensor:
-    """uint8 ``[N, 28, 28]`` or float ``[N, 1, 28, 28]`` in [0, 1] → normalised ``[N, 1, 28, 28]``."""
-    if images.dtype == torch.uint8:
-        images = images.float().div(255.0)
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    return (images - normalization["mean"]) / normalization["std"]
 
 
 def _autocast(device: torch.device):

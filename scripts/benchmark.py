@@ -15,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
+from core.inputs import MNIST_NORMALIZATION, to_input
 from core.models import VARIANTS, build_model, count_parameters
-from core.train import TrainConfig, to_input, train_one_epoch
+from core.timing import time_calls
+from core.train import TrainConfig, train_one_epoch
 
 TRAIN_SIZE = 55_000
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ def measure_training(variant: str, images: int, batch_size: int) -> float:
         optimizer, max_lr=1e-3, total_steps=2 * (images // batch_size + 1)
     )
     generator = torch.Generator().manual_seed(0)
-    norm = {"mean": 0.1307, "std": 0.3081}
+    norm = MNIST_NORMALIZATION
     args = (model, optimizer, scheduler, data[:batch_size], labels[:batch_size], norm, config)
     train_one_epoch(*args, generator, torch.device("cpu"))  # warm-up
     started = time.perf_counter()
@@ -54,23 +55,12 @@ def measure_inference(variant: str, repeats: int) -> dict[str, float]:
     norm = meta["normalization"]
     single = to_input(torch.rand(1, 28, 28), norm)
     batch = to_input(torch.rand(1000, 28, 28), norm)
-    for _ in range(20):
-        model(single)
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        model(single)
-        timings.append((time.perf_counter() - started) * 1000)
-    model(batch)
-    batch_times = []
-    for _ in range(5):
-        started = time.perf_counter()
-        model(batch)
-        batch_times.append((time.perf_counter() - started) * 1000)
+    single_timing = time_calls(lambda: model(single), repeats, warmup=20)
+    batch_timing = time_calls(lambda: model(batch), 5, warmup=1)
     return {
-        "p50_ms": float(np.percentile(timings, 50)),
-        "p95_ms": float(np.percentile(timings, 95)),
-        "batch1000_ms": float(np.median(batch_times)),
+        "p50_ms": single_timing.p50,
+        "p95_ms": single_timing.p95,
+        "batch1000_ms": batch_timing.p50,
     }
 
 

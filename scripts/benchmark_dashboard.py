@@ -60,7 +60,7 @@ def stroke_to_prediction(repeats: int, directory: str) -> None:
     import hashlib
 
     from core.preprocess import preprocess
-    from dashboard import figures, ui
+    from dashboard import charts, images, loaders, results
 
     urls = [canvas_data_url(i) for i in range(repeats + 5)]
     steps: dict[str, list[float]] = {}
@@ -83,21 +83,23 @@ def stroke_to_prediction(repeats: int, directory: str) -> None:
         # The page's own cached call; every drawing is new, so the cache always misses.
         probs = timed(
             "predict, 3 models (cache miss, locks)",
-            lambda r=result: ui._probabilities(
-                r.image, directory, ui._directory_signature(directory)
+            lambda r=result: results._predictions(
+                r.image, 0.7, directory, loaders.directory_signature(directory)
             ),
         )
         timed(
             "bar chart + 28×28 heatmap (as st.plotly_chart)",
             lambda p=probs, r=result: (
-                as_streamlit_sends(figures.probability_figure(p, 0.7)),
-                as_streamlit_sends(figures.digit_figure(r.image, height=190)),
+                as_streamlit_sends(
+                    charts.probability_figure({v: q.probabilities for v, q in p.items()}, 0.7)
+                ),
+                as_streamlit_sends(images.digit_figure(r.image, height=190)),
             ),
         )
         timed(
             "stage previews (PNG encode)",
             lambda r=result: [
-                Image.fromarray(figures.stage_preview(s)).save(io.BytesIO(), format="PNG")
+                Image.fromarray(images.stage_preview(s)).save(io.BytesIO(), format="PNG")
                 for s in r.stages.values()
             ],
         )
@@ -121,20 +123,15 @@ def page_runs(repeats: int) -> None:
     from streamlit.testing.v1 import AppTest
 
     from core.preprocess import preprocess
-    from dashboard import ui
+    from dashboard import navigation, state
 
     home = ROOT / "dashboard" / "Home.py"
-    pages = [
-        None,
-        *sorted(
-            p.relative_to(home.parent).as_posix() for p in (home.parent / "pages").glob("*.py")
-        ),
-    ]
+    pages = [None, *(spec.file for key, spec in navigation.PAGES.items() if key != "home")]
 
-    def current(shift: int) -> ui.CurrentInput:
+    def current(shift: int) -> state.CurrentInput:
         encoded = canvas_data_url(shift).split(";base64,", 1)[1]
         result = preprocess(base64.b64decode(encoded))
-        return ui.CurrentInput.from_result(result, "canvas", "canvas")
+        return state.CurrentInput.from_result(result, "canvas", "canvas")
 
     start = time.perf_counter()
     AppTest.from_file(str(home), default_timeout=300).run()
@@ -144,11 +141,11 @@ def page_runs(repeats: int) -> None:
     )
 
     draw = AppTest.from_file(str(home), default_timeout=120).switch_page(pages[1])
-    draw.session_state[ui.INPUT_KEY] = current(0)
+    draw.session_state[state.INPUT_KEY] = current(0)
     draw.run()
     samples = []
     for i in range(1, repeats + 1):
-        draw.session_state[ui.INPUT_KEY] = current(i)
+        draw.session_state[state.INPUT_KEY] = current(i)
         start = time.perf_counter()
         draw.run()
         samples.append(1000 * (time.perf_counter() - start))
@@ -158,14 +155,14 @@ def page_runs(repeats: int) -> None:
     print(f"  {'page':38s} {'cold (median)':>14s} {'cold (max)':>11s} {'rerun':>8s}")
     for page in pages:
         at = AppTest.from_file(str(home), default_timeout=120)
-        at.session_state[ui.INPUT_KEY] = current(500)
+        at.session_state[state.INPUT_KEY] = current(500)
         if page:
             at.switch_page(page)
         at.run()
         cold, warm = [], []
         for i in range(rounds):
             st.cache_data.clear()
-            at.session_state[ui.INPUT_KEY] = current(1000 + i)
+            at.session_state[state.INPUT_KEY] = current(1000 + i)
             start = time.perf_counter()
             at.run()
             cold.append(time.perf_counter() - start)
@@ -186,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", help="checkpoint directory (default: the shipped one)")
     parser.add_argument("--skip-pages", action="store_true", help="only the stroke benchmark")
     args = parser.parse_args(argv)
-    from dashboard import ui
+    from dashboard import loaders
 
     if args.checkpoints:
-        os.environ[ui.CHECKPOINTS_ENV_VAR] = args.checkpoints
+        os.environ[loaders.CHECKPOINTS_ENV_VAR] = args.checkpoints
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    stroke_to_prediction(args.repeats, ui.checkpoint_dir())
+    stroke_to_prediction(args.repeats, loaders.checkpoint_dir())
     if not args.skip_pages:
         page_runs(args.repeats)
     return 0

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -21,9 +19,11 @@ from PIL import Image, ImageDraw
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
 from core.data import DataUnavailableError, load_mnist_test
 from core.explain import activations, attribute, conv_layer_names, gradcam
+from core.inputs import to_input
+from core.methods import METHODS
 from core.models import VARIANTS
 from core.sanity import cascading_randomization
-from core.train import to_input
+from core.timing import time_calls
 
 GRADCAM_TARGET_MS = 15.0
 ACTIVATIONS_TARGET_MS = 5.0
@@ -52,25 +52,6 @@ def sample_image(data_dir: str | None) -> tuple[torch.Tensor, str]:
         return torch.from_numpy(np.array(canvas))[None], "a drawn 7 (MNIST not available)"
 
 
-def timings_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> np.ndarray:
-    """Wall-clock milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    result = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        result[i] = (time.perf_counter() - start) * 1000
-    return result
-
-
-def row(label: str, ms: np.ndarray, target: float | None = None) -> str:
-    """One table line: p50, p95 and, with a target, whether p95 meets it."""
-    p50, p95 = np.percentile(ms, [50, 95])
-    verdict = "" if target is None else ("  ok" if p95 < target else f"  OVER {target:g} ms")
-    return f"  {label:42} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms{verdict}"
-
-
 def benchmark_variant(
     model: torch.nn.Module, normalization: dict[str, float], image: torch.Tensor, args
 ) -> None:
@@ -80,23 +61,18 @@ def benchmark_variant(
         target = int(model(x).argmax())
     layers = conv_layer_names(model)
     print(f"  (predicts {target})")
-    print(
-        row(
-            "all activations",
-            timings_ms(partial(activations, model, x), args.repeats),
-            ACTIVATIONS_TARGET_MS,
-        )
-    )
+    timing = time_calls(partial(activations, model, x), args.repeats)
+    print(timing.row("all activations", ACTIVATIONS_TARGET_MS))
     for layer in layers:
-        ms = timings_ms(partial(gradcam, model, x, layer, target), args.repeats)
-        print(row(f"Grad-CAM {layer}", ms, GRADCAM_TARGET_MS))
-    for method in ("saliency", "integrated_gradients", "occlusion"):
-        repeats = args.repeats if method == "saliency" else args.slow_repeats
-        call = partial(attribute, model, x, method, target, normalization=normalization)
-        print(row(method, timings_ms(call, repeats, warmup=2)))
+        ms = time_calls(partial(gradcam, model, x, layer, target), args.repeats)
+        print(ms.row(f"Grad-CAM {layer}", GRADCAM_TARGET_MS))
+    for method in (spec for spec in METHODS.values() if not spec.needs_layer):
+        repeats = args.repeats if method.key == "saliency" else args.slow_repeats
+        call = partial(attribute, model, x, method.key, target, normalization=normalization)
+        print(time_calls(call, repeats, warmup=2).row(method.label))
     call = partial(cascading_randomization, model, x, "gradcam", target, layer=layers[-1])
-    ms = timings_ms(call, args.slow_repeats, warmup=2)
-    print(row(f"sanity check (Grad-CAM, {len(layers) + 2} layers)", ms))
+    ms = time_calls(call, args.slow_repeats, warmup=2)
+    print(ms.row(f"sanity check (Grad-CAM, {len(layers) + 2} layers)"))
 
 
 def main(argv: list[str] | None = None) -> int:

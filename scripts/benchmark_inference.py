@@ -17,26 +17,20 @@ accuracy within 0.5 points of direct accuracy.
 from __future__ import annotations
 
 import argparse
-import statistics
+import io
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from core.canvas_style import canvas_rgba, canvas_style_accuracy, paper_photo, stroke_mask
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError
 from core.data import DataUnavailableError, load_mnist_test
 from core.predict import Predictor
 from core.preprocess import preprocess
-from tests.imagefactory import (
-    canvas_rgba,
-    canvas_style_accuracy,
-    encode,
-    paper_photo,
-    stroke_mask,
-)
+from core.timing import Timing, time_calls
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,21 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def timings(call: Callable[[], object], repeats: int, warmup: int = 10) -> tuple[float, float]:
-    """(p50, p95) wall time of ``call`` in milliseconds."""
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1000)
-    p95 = statistics.quantiles(samples, n=20)[-1]
-    return statistics.median(samples), p95
-
-
-def row(name: str, figures: tuple[float, float]) -> None:
-    print(f"  {name:<52} p50 {figures[0]:7.2f} ms   p95 {figures[1]:7.2f} ms", flush=True)
+def row(name: str, timing: Timing) -> None:
+    """Print one table line."""
+    print(timing.row(name, width=52), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,15 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     canvas = canvas_rgba(stroke_mask(7, box=(60, 40, 200, 240), width=18))
     white = canvas_rgba(stroke_mask(7, box=(60, 40, 200, 240), width=18), transparent=False)
     ink = stroke_mask(4, size=(1024, 768), box=(400, 200, 620, 560), width=14, supersample=1)
-    photo = encode(Image.fromarray(paper_photo(ink)), "JPEG", quality=90)
+    buffer = io.BytesIO()
+    Image.fromarray(paper_photo(ink)).save(buffer, format="JPEG", quality=90)
+    photo = buffer.getvalue()
 
     print("\npreprocessing")
     row(
         "280×280 RGBA canvas, transparent background",
-        timings(lambda: preprocess(canvas), args.repeats),
+        time_calls(lambda: preprocess(canvas), args.repeats),
     )
-    row("280×280 RGBA canvas, white background", timings(lambda: preprocess(white), args.repeats))
-    row("1024×768 JPEG photo (bytes: decode + preprocess)", timings(lambda: preprocess(photo), 50))
+    row(
+        "280×280 RGBA canvas, white background", time_calls(lambda: preprocess(white), args.repeats)
+    )
+    row(
+        "1024×768 JPEG photo (bytes: decode + preprocess)",
+        time_calls(lambda: preprocess(photo), 50),
+    )
 
     try:
         predictor = Predictor(directory=args.checkpoints)
@@ -104,15 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result = preprocess(canvas)
     print("\nprediction (one digit)")
-    row("all three models", timings(lambda: predictor.predict(result), args.repeats))
+    row("all three models", time_calls(lambda: predictor.predict(result), args.repeats))
     for variant in predictor.models:
         row(
             f"{variant} alone",
-            timings(lambda v=variant: predictor.predict(result, variants=[v]), args.repeats),
+            time_calls(lambda v=variant: predictor.predict(result, variants=[v]), args.repeats),
         )
     row(
         "canvas → preprocess → all three models",
-        timings(lambda: predictor.predict(preprocess(canvas)), args.repeats),
+        time_calls(lambda: predictor.predict(preprocess(canvas)), args.repeats),
     )
 
     if args.digits <= 0:

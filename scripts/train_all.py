@@ -21,12 +21,10 @@ import torch
 
 from core.checkpoints import DEFAULT_DIRECTORY, save_checkpoint
 from core.data import DataUnavailableError, MnistSplits, load_mnist, normalization_stats
-from core.models import CONFIGS, VARIANTS, build_model, count_parameters, layer_summary
+from core.models import REGISTRY, VARIANTS, count_parameters, layer_summary
 from core.precompute import build_ood_sets, evaluate_variant
 from core.train import TrainConfig, fit
 
-# Epoch budgets sized so all three train in under 25 minutes on a 2-core CPU.
-DEFAULT_EPOCHS = {"cnn1": 11, "cnn2": 13, "cnn3": 14}
 DRY_RUN_TRAIN, DRY_RUN_VAL, DRY_RUN_TEST = 512, 256, 512
 
 
@@ -37,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs",
         type=int,
-        help=f"epochs for every variant (default per variant: {DEFAULT_EPOCHS})",
+        help="epochs for every variant (default: each variant's budget in core.models.REGISTRY: "
+        + ", ".join(f"{name} {spec.epochs}" for name, spec in REGISTRY.items())
+        + ")",
     )
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument(
@@ -82,7 +82,7 @@ def train_variant(
     """
     normalization = normalization_stats(splits.train_images)
     torch.manual_seed(config.seed)  # initial weights depend on the seed, not on earlier variants
-    model = build_model(variant)
+    model = REGISTRY[variant].build()
     print(
         f"\n== {variant}: {count_parameters(model):,} parameters, {config.epochs} epochs",
         flush=True,
@@ -110,7 +110,8 @@ def train_variant(
     metadata = {
         "params": count_parameters(model),
         "config": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in vars(CONFIGS[variant]).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in vars(REGISTRY[variant].config).items()
         },
         "architecture": layer_summary(model),
         "normalization": normalization,
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ood = build_ood_sets(data_dir=args.data_dir)
     results = []
     for variant in args.variants:
-        epochs = 1 if args.dry_run else (args.epochs or DEFAULT_EPOCHS[variant])
+        epochs = 1 if args.dry_run else (args.epochs or REGISTRY[variant].epochs)
         config = replace(TrainConfig(), epochs=epochs, seed=args.seed)
         results.append(train_variant(variant, splits, config, out_dir, not args.no_progress, ood))
     print_summary(results)

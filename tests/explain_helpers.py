@@ -10,10 +10,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from core.inputs import MNIST_NORMALIZATION, to_input
 from core.models import build_model
-from core.train import to_input
 
-NORMALIZATION = {"mean": 0.1307, "std": 0.3081}
+NORMALIZATION = MNIST_NORMALIZATION
 
 
 def drawn_digit(kind: str = "seven", shift: int = 0) -> np.ndarray:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.calibration import (
+from core.calibration import calibration_report, fit_temperature, nll
+from core.evaluate import expected_calibration_error, reliability_bins, softmax
+from core.selective import (
     accuracy_at_coverage,
     area_under_risk_coverage,
-    calibration_report,
     downsample_curve,
-    fit_temperature,
-    nll,
     risk_coverage,
 )
-from core.evaluate import expected_calibration_error, reliability_bins, softmax
 
 
 def rows_with_confidence(confidences: list[float]) -> np.ndarray:

@@ -16,11 +16,12 @@ from core.checkpoints import (
     save_checkpoint,
     weights_path,
 )
+from core.inputs import MNIST_NORMALIZATION
 from core.models import build_model
 
 META = {
     "params": 0,
-    "normalization": {"mean": 0.1307, "std": 0.3081},
+    "normalization": dict(MNIST_NORMALIZATION),
     "test_accuracy": 0.5,
     "per_class": [],
     "history": [],

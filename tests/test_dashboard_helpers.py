@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashboard import figures, ui
+from dashboard import charts, images, shell
 
 
 @pytest.mark.parametrize(("channels", "side", "columns"), [(32, 28, 8), (64, 14, 16), (128, 7, 16)])
@@ -13,7 +13,7 @@ def test_feature_map_grid_places_each_channel_where_a_click_finds_it(
     channels: int, side: int, columns: int
 ) -> None:
     values = np.stack([np.full((side, side), c, np.float32) for c in range(channels)])
-    figure, used = figures.feature_map_grid(values, columns)
+    figure, used = images.feature_map_grid(values, columns)
     mosaic = np.asarray(figure.data[0].z)
     targets = figure.data[1]  # one clickable marker per channel, at its tile's centre
     assert used == columns
@@ -25,16 +25,16 @@ def test_feature_map_grid_places_each_channel_where_a_click_finds_it(
         row, col = divmod(c, columns)
         y, x = row * (side + 1) + side // 2, col * (side + 1) + side // 2
         assert mosaic[y, x] == c
-        assert figures.channel_at({"x": x, "y": y}, values.shape, used) == c
+        assert images.channel_at({"x": x, "y": y}, values.shape, used) == c
         assert (targets.x[c], targets.y[c]) == (x, y) and targets.customdata[c][0] == c
     # the one-pixel gaps between tiles belong to no channel
-    assert figures.channel_at({"x": side, "y": 0}, values.shape, used) is None
+    assert images.channel_at({"x": side, "y": 0}, values.shape, used) is None
     assert np.isnan(mosaic[side, 0])
-    assert figures.channel_at({"x": "?", "y": 0}, values.shape, used) is None
+    assert images.channel_at({"x": "?", "y": 0}, values.shape, used) is None
 
 
 def test_feature_map_grid_with_fewer_channels_than_columns() -> None:
-    figure, used = figures.feature_map_grid(np.zeros((3, 5, 5), np.float32), 16)
+    figure, used = images.feature_map_grid(np.zeros((3, 5, 5), np.float32), 16)
     assert used == 3
     assert np.asarray(figure.data[0].z).shape == (5, 17)
 
@@ -42,25 +42,25 @@ def test_feature_map_grid_with_fewer_channels_than_columns() -> None:
 def test_overlay_pixels_keeps_the_digit_where_there_is_no_attribution() -> None:
     image = np.zeros((28, 28), np.float32)
     image[10:18, 12:16] = 1.0
-    plain = figures.overlay_pixels(image, np.zeros((28, 28)), size=56)
+    plain = images.overlay_pixels(image, np.zeros((28, 28)), size=56)
     assert plain.shape == (56, 56, 3) and plain.dtype == np.uint8
     assert plain[20:36, 24:32].min() == 255 and plain[:10].max() == 0
     heat = np.zeros((28, 28))
     heat[0, 0] = 5.0
-    hot = figures.overlay_pixels(image, heat, size=28)
+    hot = images.overlay_pixels(image, heat, size=28)
     assert tuple(hot[0, 0]) != (0, 0, 0) and tuple(hot[27, 27]) == (0, 0, 0)
 
 
 def test_confusion_figure_marks_the_chosen_cell_and_every_cell_is_clickable() -> None:
     matrix = np.diag(np.full(10, 100))
     matrix[4, 9] = 7
-    figure = figures.confusion_figure(matrix, selected=(4, 9))
+    figure = charts.confusion_figure(matrix, selected=(4, 9))
     targets = figure.data[1]
     index = list(zip(targets.y, targets.x, strict=True)).index((4, 9))
     assert len(targets.x) == 100 and targets.customdata[index] == 7
     (shape,) = figure.layout.shapes
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
-    assert figures.confusion_figure(matrix).layout.shapes == ()
+    assert charts.confusion_figure(matrix).layout.shapes == ()
 
 
 @pytest.mark.parametrize(
@@ -73,26 +73,8 @@ def test_confusion_figure_marks_the_chosen_cell_and_every_cell_is_clickable() ->
     ],
 )
 def test_escape_markdown_leaves_no_active_markdown(name: str) -> None:
-    escaped = ui.escape_markdown(name)
+    escaped = shell.escape_markdown(name)
     assert "\n" not in escaped
     for index, char in enumerate(escaped):
         if char in "![]()*_`<>":
             assert escaped[index - 1] == "\\", (name, escaped)
-
-
-def test_selective_summary_counts_accepted_digits_and_avoided_errors() -> None:
-    probabilities = np.array(
-        [
-            [0.9, 0.1] + [0.0] * 8,  # correct, confident
-            [0.6, 0.4] + [0.0] * 8,  # correct, unsure
-            [0.3, 0.7] + [0.0] * 8,  # wrong, fairly confident
-            [0.45, 0.55] + [0.0] * 8,  # wrong, unsure
-        ]
-    )
-    labels = np.array([0, 0, 0, 0])
-    summary = ui.selective_summary(probabilities, labels, threshold=0.65)
-    assert summary["accepted"] == 2 and summary["coverage"] == 0.5
-    assert summary["accuracy"] == 0.5 and summary["overall_accuracy"] == 0.5
-    assert summary["errors"] == 2 and summary["errors_avoided"] == 1
-    everything = ui.selective_summary(probabilities, labels, threshold=0.0)
-    assert everything["coverage"] == 1.0 and everything["errors_avoided"] == 0

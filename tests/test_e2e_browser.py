@@ -1,6 +1,9 @@
 """End to end in a real Chromium: start the dashboard, draw digits with the mouse, upload a PNG,
-visit every page, check that no page shows an exception, and save a screenshot of each page
-(``dashboard/screenshots/``, embedded in the README).
+visit every page, check that no page shows an exception, and save a screenshot of each page.
+
+Screenshots go to ``test-artifacts/screenshots/`` (ignored by git): tests never change tracked
+files. The README's pictures are refreshed on purpose, with
+``DIGIT_LENS_SCREENSHOTS=dashboard/screenshots uv run pytest tests/test_e2e_browser.py``.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the Python ``playwright``
 package; it never downloads a browser. One server and one browser session for the whole journey.
@@ -24,11 +27,14 @@ from PIL import Image, ImageDraw
 
 from core.checkpoints import DEFAULT_DIRECTORY
 from core.evalfile import read_eval_file
+from dashboard.navigation import PAGES as PAGE_SPECS
 from tests.conftest import find_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "dashboard" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("DIGIT_LENS_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -39,16 +45,19 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Sidebar label of each page (Streamlit derives it from the file name) and its screenshot name.
-PAGES = {
-    "Home": "home",
-    "Draw and predict": "draw_and_predict",
-    "Activations": "activations",
-    "Grad-CAM and attributions": "gradcam_and_attributions",
-    "Compare architectures": "compare_architectures",
-    "Error browser": "error_browser",
-    "Rejection and OOD": "rejection_and_ood",
+# Screenshot name of each page (the README embeds them under these names).
+SHOT_NAMES = {
+    "home": "home",
+    "draw": "draw_and_predict",
+    "activations": "activations",
+    "attributions": "gradcam_and_attributions",
+    "compare": "compare_architectures",
+    "errors": "error_browser",
+    "rejection": "rejection_and_ood",
 }
+# Sidebar label (the page's registry title) -> screenshot name.
+PAGES = {spec.title: SHOT_NAMES[key] for key, spec in PAGE_SPECS.items()}
+DRAW = PAGE_SPECS["draw"].title
 STARTUP_SECONDS = 90
 STEP_MS = 60_000
 
@@ -157,7 +166,7 @@ def assert_no_exception(page, where: str) -> None:
 
 def open_page(page, label: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    heading = "digit-lens" if label == "Home" else label.replace(" and ", " & ")
+    heading = "digit-lens" if label == "Home" else label
     page.locator("h1").filter(has_text=heading).wait_for()
     wait_idle(page)
 
@@ -239,7 +248,7 @@ def check_clicking_a_feature_map_enlarges_it(page) -> None:
 def check_clicking_a_confusion_cell_shows_its_mistakes(page) -> None:
     """Click cnn3's most frequent confusion and expect the gallery of exactly those mistakes."""
     arrays = read_eval_file("cnn3", os.environ.get("DIGIT_LENS_CHECKPOINTS") or DEFAULT_DIRECTORY)
-    labels, predicted = arrays["labels"], arrays["probabilities"].argmax(axis=1)
+    labels, predicted = arrays.labels, arrays.predictions
     pairs = Counter(zip(labels[labels != predicted], predicted[labels != predicted], strict=True))
     (true, pred), count = pairs.most_common(1)[0]
     click_data_point(page, 0, int(pred), int(true), 10, 10)
@@ -264,7 +273,7 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
     assert_no_exception(page, "Home")
     screenshot(page, PAGES["Home"])
 
-    open_page(page, "Draw and predict")
+    open_page(page, DRAW)
     assert page.get_by_text("Draw a digit").count() >= 1  # nothing predicted before a stroke
     stroke(page, [(145, 45), (142, 140), (138, 240)])
     expect_prediction(page, "1")
@@ -277,13 +286,13 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
     assert predictions(page) == []
     stroke(page, [(70, 55), (200, 50), (160, 140), (125, 245)])
     expect_prediction(page, "7")
-    assert_no_exception(page, "Draw and predict (drawn 7)")
-    screenshot(page, PAGES["Draw and predict"])
+    assert_no_exception(page, "Draw & predict (drawn 7)")
+    screenshot(page, PAGES[DRAW])
 
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(four_png(tmp_path / "four.png")))
     expect_prediction(page, "4")
-    assert_no_exception(page, "Draw and predict (uploaded 4)")
+    assert_no_exception(page, "Draw & predict (uploaded 4)")
 
     for label in list(PAGES)[2:]:
         open_page(page, label)
@@ -295,6 +304,6 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
             check_clicking_a_confusion_cell_shows_its_mistakes(page)
         screenshot(page, PAGES[label])
 
-    open_page(page, "Draw and predict")
-    assert_no_exception(page, "Draw and predict (revisited)")
+    open_page(page, DRAW)
+    assert_no_exception(page, "Draw & predict (revisited)")
     assert predictions(page) == ["4"] * 3  # the current input survived the tour

@@ -26,7 +26,6 @@ from explain_helpers import (
 from torch.nn.modules import module as module_globals
 
 from core.explain import (
-    ATTRIBUTION_METHODS,
     LayerActivation,
     activations,
     attribute,
@@ -38,6 +37,7 @@ from core.explain import (
     is_blank,
     model_lock,
 )
+from core.methods import METHODS
 from core.models import VARIANTS
 
 EXPECTED_LAYERS = {
@@ -179,14 +179,14 @@ def test_gradcam_depends_on_target(models):
     assert not np.allclose(a, b)
 
 
-@pytest.mark.parametrize("method", list(ATTRIBUTION_METHODS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_batch_size_invariance(models, method):
     model = models["cnn3"]
     batch = digit_batch()
     targets = [7, 0, 1, 3, 9, 5]
     if method in ("integrated_gradients", "occlusion"):
         batch, targets = batch[:3], targets[:3]
-    for layer in conv_layer_names(model) if method == "gradcam" else [None]:
+    for layer in conv_layer_names(model) if METHODS[method].needs_layer else [None]:
         together = attribute_batch(
             model, batch, method, targets, layer=layer, normalization=NORMALIZATION
         )
@@ -257,12 +257,12 @@ def test_occlusion_ignores_regions_far_from_the_ink(models):
     assert np.abs(map_[5:22, 12:17]).max() > 0
 
 
-@pytest.mark.parametrize("method", list(ATTRIBUTION_METHODS))
+@pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("value", [black_baseline(NORMALIZATION), 0.0, 2.5])
 def test_blank_input_gives_all_zero_map(models, method, value):
     x = torch.full((1, 1, 28, 28), value)
     assert is_blank(x)
-    layer = "features.block2.conv" if method == "gradcam" else None
+    layer = "features.block2.conv" if METHODS[method].needs_layer else None
     map_ = attribute(models["cnn2"], x, method, 3, layer=layer, normalization=NORMALIZATION)
     assert map_.shape == (28, 28) and not map_.any()
 
@@ -287,7 +287,7 @@ def test_bad_arguments_raise_clear_errors(models):
         attribute(model, x, "saliency", 10)
     with pytest.raises(ValueError, match="2 targets for 6 inputs"):
         attribute_batch(model, digit_batch(), "saliency", [1, 2])
-    assert "guided" not in " ".join(ATTRIBUTION_METHODS).lower()
+    assert "guided" not in " ".join(METHODS).lower()
 
 
 def test_training_mode_restored_and_dropout_off(models):
@@ -302,7 +302,7 @@ def test_training_mode_restored_and_dropout_off(models):
 
 def test_no_gradients_accumulate_on_shared_parameters(models):
     model = models["cnn3"]
-    for method in ATTRIBUTION_METHODS:
+    for method in METHODS:
         attribute(model, digit_input(), method, 2, layer="features.block3.conv")
     assert all(p.grad is None for p in model.parameters())
 

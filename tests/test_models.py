@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.models import (
-    CONFIGS,
+    REGISTRY,
     VARIANTS,
     block_activations,
     build_model,
@@ -37,7 +37,7 @@ def test_parameter_count_and_size_limit(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_conv_layers_are_named_blocks(variant: str) -> None:
     model = build_model(variant)
-    depth = len(CONFIGS[variant].channels)
+    depth = len(REGISTRY[variant].config.channels)
     assert list(conv_layers(model)) == [f"features.block{i}.conv" for i in range(1, depth + 1)]
     assert list(block_activations(model)) == [f"features.block{i}.act" for i in range(1, depth + 1)]
 
@@ -45,7 +45,7 @@ def test_conv_layers_are_named_blocks(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_leaky_relu_is_its_own_non_inplace_module(variant: str) -> None:
     acts = [m for m in build_model(variant).modules() if isinstance(m, nn.LeakyReLU)]
-    assert len(acts) == len(CONFIGS[variant].channels) + 1
+    assert len(acts) == len(REGISTRY[variant].config.channels) + 1
     assert len({id(m) for m in acts}) == len(acts)
     assert not any(m.inplace for m in acts)
     assert not any(isinstance(m, nn.ReLU) for m in build_model(variant).modules())

@@ -22,19 +22,24 @@ from core.data import DataUnavailableError
 from core.evalfile import read_eval_file
 from core.models import VARIANTS
 from core.preprocess import preprocess
-from dashboard import ui
+from dashboard import loaders, navigation, state, widgets
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "dashboard" / "Home.py"
-PAGES = sorted(p.relative_to(HOME.parent).as_posix() for p in (HOME.parent / "pages").glob("*.py"))
+PAGES = [spec.file for key, spec in navigation.PAGES.items() if key != "home"]
 TIMEOUT = 90  # importing torch and loading three models takes seconds, not AppTest's default 3
 CONV_LAYERS = {"cnn1": 1, "cnn2": 2, "cnn3": 3}
 CHANNELS = (32, 64, 128)
 
 
+# The Error browser's widget keys (private to its page).
+ERR_TRUE_KEY, ERR_PRED_KEY, ERR_VIEW_KEY = "dl.err.true", "dl.err.pred", "dl.err.view"
+ERR_CONFIDENT_VIEW = "Most confident mistakes"
+
+
 def page(name: str) -> str:
-    """The page file whose name contains ``name``."""
-    (match,) = [p for p in PAGES if name in p]
+    """The file of the page whose title contains ``name``."""
+    (match,) = [spec.file for spec in navigation.PAGES.values() if name in spec.title]
     return match
 
 
@@ -53,16 +58,16 @@ def draw_digit(kind: str, size: int = 280, width: int = 18) -> bytes:
     return buffer.getvalue()
 
 
-def digit_input(kind: str) -> ui.CurrentInput:
+def digit_input(kind: str) -> state.CurrentInput:
     """The current input the Draw page would make from a drawn digit."""
-    return ui.CurrentInput.from_result(preprocess(draw_digit(kind)), "canvas", "canvas")
+    return state.CurrentInput.from_result(preprocess(draw_digit(kind)), "canvas", "canvas")
 
 
-def make_app(page_path: str | None = None, current: ui.CurrentInput | None = None) -> AppTest:
+def make_app(page_path: str | None = None, current: state.CurrentInput | None = None) -> AppTest:
     """An AppTest of the dashboard, on ``page_path`` (else Home), with ``current`` injected."""
     at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
     if current is not None:
-        at.session_state[ui.INPUT_KEY] = current
+        at.session_state[state.INPUT_KEY] = current
     if page_path is not None:
         at.switch_page(page_path)
     return at
@@ -81,7 +86,7 @@ def metric_values(at: AppTest) -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def shipped(monkeypatch: pytest.MonkeyPatch, shipped_checkpoints: Path) -> Path:
     """Every test runs against the shipped checkpoints unless it points elsewhere."""
-    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(shipped_checkpoints))
+    monkeypatch.setenv(loaders.CHECKPOINTS_ENV_VAR, str(shipped_checkpoints))
     return shipped_checkpoints
 
 
@@ -143,10 +148,10 @@ def test_draw_page_predicts_an_injected_digit_with_every_model(kind: str) -> Non
 
 def test_uploading_a_png_makes_it_the_current_digit() -> None:
     at = make_app(page("Draw")).run()
-    at.file_uploader(key=ui.UPLOAD_KEY).upload("seven.png", draw_digit("7"), "image/png").run()
+    at.file_uploader(key=state.UPLOAD_KEY).upload("seven.png", draw_digit("7"), "image/png").run()
     assert_clean(at)
     assert metric_values(at) == dict.fromkeys(VARIANTS, "7")
-    current = at.session_state[ui.INPUT_KEY]
+    current = at.session_state[state.INPUT_KEY]
     assert current.source == "upload" and current.name == "seven.png"
     assert current.image.shape == (28, 28)
     assert [name for name, _ in current.stages] == [
@@ -191,10 +196,10 @@ BAD_UPLOADS = {
 def test_bad_uploads_give_an_error_and_keep_the_current_digit(content: bytes) -> None:
     before = digit_input("1")
     at = make_app(page("Draw"), before).run()
-    at.file_uploader(key=ui.UPLOAD_KEY).upload("digit.png", content, "image/png").run()
+    at.file_uploader(key=state.UPLOAD_KEY).upload("digit.png", content, "image/png").run()
     assert not at.exception
     assert len(at.error) == 1 and "cannot be used" in at.error[0].value
-    assert at.session_state[ui.INPUT_KEY] is before  # nothing the user made is lost
+    assert at.session_state[state.INPUT_KEY] is before  # nothing the user made is lost
     assert metric_values(at) == dict.fromkeys(VARIANTS, "1")
 
 
@@ -202,16 +207,16 @@ def test_blank_upload_says_there_is_no_digit() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (200, 200), "white").save(buffer, format="PNG")
     at = make_app(page("Draw")).run()
-    at.file_uploader(key=ui.UPLOAD_KEY).upload("white.png", buffer.getvalue(), "image/png").run()
+    at.file_uploader(key=state.UPLOAD_KEY).upload("white.png", buffer.getvalue(), "image/png").run()
     assert_clean(at)
     assert any("blank" in i.value for i in at.info)
-    assert ui.INPUT_KEY not in at.session_state or at.session_state[ui.INPUT_KEY] is None
+    assert state.INPUT_KEY not in at.session_state or at.session_state[state.INPUT_KEY] is None
 
 
 def test_hostile_file_names_are_shown_as_plain_text() -> None:
     name = "![x](http://evil.example/t.png)<script>alert(1)</script>**bold**.png"
     at = make_app(page("Draw")).run()
-    at.file_uploader(key=ui.UPLOAD_KEY).upload(name, b"junk", "image/png").run()
+    at.file_uploader(key=state.UPLOAD_KEY).upload(name, b"junk", "image/png").run()
     message = at.error[0].value
     assert "](http" not in message and "<script>" not in message and "**bold" not in message
     assert r"\!\[x\]\(http" in message  # escaped, so Markdown shows the characters as typed
@@ -219,7 +224,7 @@ def test_hostile_file_names_are_shown_as_plain_text() -> None:
 
 def test_threshold_turns_unsure_predictions_into_a_rejection() -> None:
     at = make_app(page("Draw"), digit_input("7")).run()
-    at.slider(key=f"{ui.THRESHOLD_KEY}.widget").set_value(1.0).run()
+    at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").set_value(1.0).run()
     assert_clean(at)
     assert set(metric_values(at).values()) == {"?"}
     assert any("Not a digit / not sure" in w.value for w in at.warning)
@@ -227,10 +232,10 @@ def test_threshold_turns_unsure_predictions_into_a_rejection() -> None:
 
 def test_threshold_is_shared_with_the_rejection_page() -> None:
     at = make_app(page("Draw"), digit_input("7")).run()
-    at.slider(key=f"{ui.THRESHOLD_KEY}.widget").set_value(0.83).run()
+    at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").set_value(0.83).run()
     at.switch_page(page("Rejection")).run()
     assert_clean(at)
-    assert at.slider(key=f"{ui.THRESHOLD_KEY}.widget").value == pytest.approx(0.83)
+    assert at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").value == pytest.approx(0.83)
 
 
 # ------------------------------------------------------------------------------------ Activations
@@ -239,7 +244,7 @@ def test_threshold_is_shared_with_the_rejection_page() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_activations_show_every_conv_layer_with_its_feature_maps(variant: str) -> None:
     at = make_app(page("Activations"), digit_input("7"))
-    at.session_state[ui.MODEL_KEY] = variant
+    at.session_state[widgets.MODEL_KEY] = variant
     at.run()
     assert_clean(at)
     counts = [
@@ -256,7 +261,7 @@ def test_activations_show_every_conv_layer_with_its_feature_maps(variant: str) -
 
 def test_gradcam_page_defaults_to_the_predicted_class_and_shows_the_sanity_check() -> None:
     at = make_app(page("Grad-CAM"), digit_input("7"))
-    at.session_state[ui.MODEL_KEY] = "cnn2"
+    at.session_state[widgets.MODEL_KEY] = "cnn2"
     at.run()
     assert_clean(at)
     target = next(s for s in at.selectbox if s.label == "Target class")
@@ -290,14 +295,14 @@ def test_compare_page_shows_all_models_agreeing_on_a_clear_digit() -> None:
 
 def _error_app(variant: str = "cnn1") -> AppTest:
     at = make_app(page("Error"))
-    at.session_state[ui.MODEL_KEY] = variant
+    at.session_state[widgets.MODEL_KEY] = variant
     return at.run()
 
 
 def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
-    arrays = read_eval_file("cnn1", DEFAULT_DIRECTORY)
-    labels, probs = arrays["labels"], arrays["probabilities"]
+    evaluation = read_eval_file("cnn1", DEFAULT_DIRECTORY)
+    labels, probs = evaluation.labels, evaluation.probabilities
     preds = probs.argmax(1)
     mistakes = np.flatnonzero(preds != labels)
     # the most populated off-diagonal cell
@@ -308,8 +313,8 @@ def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch
     expected = sorted(members, key=lambda i: -probs[i].max())[:30]
 
     at = _error_app()
-    at.selectbox(key=ui.ERR_TRUE_KEY).set_value(true)
-    at.selectbox(key=ui.ERR_PRED_KEY).set_value(pred).run()
+    at.selectbox(key=ERR_TRUE_KEY).set_value(true)
+    at.selectbox(key=ERR_PRED_KEY).set_value(pred).run()
     assert_clean(at)
     assert any(f"**{len(members)} mistakes**" in md.value for md in at.markdown)
     captions = at.image[-1].captions
@@ -319,12 +324,12 @@ def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch
 
 def test_error_browser_most_confident_mistakes(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
-    arrays = read_eval_file("cnn3", DEFAULT_DIRECTORY)
-    probs, labels = arrays["probabilities"], arrays["labels"]
+    evaluation = read_eval_file("cnn3", DEFAULT_DIRECTORY)
+    probs, labels = evaluation.probabilities, evaluation.labels
     wrong = np.flatnonzero(probs.argmax(1) != labels)
     most = wrong[np.argmax(probs[wrong].max(1))]
     at = _error_app("cnn3")
-    at.session_state[ui.ERR_VIEW_KEY] = ui.ERR_CONFIDENT_VIEW
+    at.session_state[ERR_VIEW_KEY] = ERR_CONFIDENT_VIEW
     at.run()
     assert_clean(at)
     assert at.image[-1].captions[0].startswith(f"#{most}:")
@@ -334,7 +339,7 @@ def test_error_browser_without_mnist_still_shows_the_matrix(monkeypatch) -> None
     def unavailable() -> None:
         raise DataUnavailableError("MNIST is not here (test).")
 
-    monkeypatch.setattr(ui, "mnist_test", unavailable)
+    monkeypatch.setattr(loaders, "mnist_test", unavailable)
     at = _error_app()
     assert not at.exception and not at.error
     assert any("not available" in i.value for i in at.info)
@@ -351,10 +356,10 @@ def _accepted_share(at: AppTest) -> float:
 
 def test_rejection_slider_changes_the_accepted_share() -> None:
     at = make_app(page("Rejection"))
-    at.session_state[ui.MODEL_KEY] = "cnn2"
+    at.session_state[widgets.MODEL_KEY] = "cnn2"
     at.run()
-    slider = at.slider(key=f"{ui.THRESHOLD_KEY}.widget")
-    msp = read_eval_file("cnn2", DEFAULT_DIRECTORY)["probabilities"].max(1)
+    slider = at.slider(key=f"{widgets.THRESHOLD_KEY}.widget")
+    msp = read_eval_file("cnn2", DEFAULT_DIRECTORY).confidence
     shares = []
     for threshold in (0.0, 0.9, 0.99):
         slider.set_value(threshold).run()
@@ -375,7 +380,7 @@ def _copy_checkpoints(tmp_path: Path) -> Path:
 
 
 def test_missing_checkpoints_give_an_error_not_a_traceback(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(loaders.CHECKPOINTS_ENV_VAR, str(tmp_path / "nowhere"))
     for page_path in (None, page("Draw")):
         at = make_app(page_path, digit_input("1")).run()
         assert not at.exception
@@ -388,7 +393,7 @@ def test_one_tampered_checkpoint_leaves_the_others_usable(monkeypatch, tmp_path:
     blob = bytearray(weights.read_bytes())
     blob[-10] ^= 0xFF
     weights.write_bytes(bytes(blob))
-    monkeypatch.setenv(ui.CHECKPOINTS_ENV_VAR, str(directory))
+    monkeypatch.setenv(loaders.CHECKPOINTS_ENV_VAR, str(directory))
     at = make_app(page("Draw"), digit_input("1")).run()
     assert not at.exception and not at.error
     assert any("cnn2" in w.value and "sha256" in w.value for w in at.warning)

@@ -77,7 +77,9 @@ def evaluated(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_eval_file_holds_every_documented_array(evaluated):
     directory, _ = evaluated
-    arrays = read_eval_file("cnn1", directory)
+    with np.load(eval_path("cnn1", directory), allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    np.testing.assert_equal(read_eval_file("cnn1", directory).to_arrays(), arrays)
     assert arrays["logits"].shape == arrays["probabilities"].shape == (80, 10)
     assert arrays["labels"].shape == (80,)
     assert arrays["ood_sets"].tolist() == list(SMALL_OOD)
@@ -94,7 +96,7 @@ def test_eval_file_holds_every_documented_array(evaluated):
 
 def test_metadata_figures_agree_with_the_stored_arrays(evaluated):
     directory, metadata = evaluated
-    arrays = read_eval_file("cnn1", directory)
+    arrays = read_eval_file("cnn1", directory).to_arrays()
     on_disk = json.loads(metadata_path("cnn1", directory).read_text())
     assert on_disk["ood"] == json.loads(json.dumps(metadata["ood"]))
     assert on_disk["temperature"] == pytest.approx(float(arrays["temperature"]))
@@ -117,7 +119,7 @@ def test_metadata_figures_agree_with_the_stored_arrays(evaluated):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_shipped_eval_files_hold_uncertainty_results(variant, shipped_checkpoints):
-    arrays = read_eval_file(variant, shipped_checkpoints)
+    arrays = read_eval_file(variant, shipped_checkpoints).to_arrays()
     meta = json.loads(metadata_path(variant, shipped_checkpoints).read_text())
     assert set(meta["ood"]["sets"]) | set(meta["ood"]["unavailable"]) == set(OOD_SETS)
     in_msp = msp_score(arrays["logits"])

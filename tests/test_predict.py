@@ -17,6 +17,7 @@ from PIL import Image
 import core.explain as explain_module
 import core.predict as predict_module
 from core.checkpoints import CheckpointError, save_checkpoint
+from core.inputs import MNIST_NORMALIZATION
 from core.locks import model_lock
 from core.models import VARIANTS, build_model
 from core.predict import (
@@ -33,7 +34,7 @@ from tests.imagefactory import canvas_rgba, encode, paper_photo, stroke_mask
 
 ROOT = Path(__file__).resolve().parent.parent
 NORMALIZATIONS = {
-    "cnn1": {"mean": 0.1307, "std": 0.3081},
+    "cnn1": dict(MNIST_NORMALIZATION),
     "cnn2": {"mean": 0.5, "std": 0.25},
     "cnn3": {"mean": 0.0, "std": 1.0},
 }

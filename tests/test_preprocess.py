@@ -1,4 +1,4 @@
-"""core.preprocess: the MNIST recipe, every bad-input row of DESIGN.md, and its invariants."""
+"""core.preprocess: the MNIST recipe, every bad-input row of ARCHITECTURE.md, and its invariants."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from PIL import Image, ImageFile
 from scipy import ndimage
 
 from core import preprocess as pp
+from core.decode import WORK_MAX_SIDE
+from core.inputs import MNIST_NORMALIZATION
 from core.preprocess import (
-    DEFAULT_NORMALIZATION,
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     InvalidImageError,
@@ -25,6 +26,7 @@ from core.preprocess import (
     decode_image,
     preprocess,
 )
+from core.strokes import FRAME_CENTRE, STROKE_GRID, bounding_box, normalise_strokes, stroke_widths
 from tests.imagefactory import (
     EPS_BYTES,
     canvas_rgba,
@@ -78,7 +80,7 @@ def centre_of_mass_ok(image: np.ndarray) -> bool:
     com = ndimage.center_of_mass(image)
     for axis, (low, high) in enumerate(((rows.min(), rows.max()), (cols.min(), cols.max()))):
         clamped = low == 0 or high == 27
-        if abs(com[axis] - pp.FRAME_CENTRE) > 0.5 + 1e-3 and not clamped:
+        if abs(com[axis] - FRAME_CENTRE) > 0.5 + 1e-3 and not clamped:
             return False
     return True
 
@@ -147,14 +149,14 @@ def test_only_strokes_wider_than_mnists_are_thinned_to_its_90th_percentile(
     """On the stroke grid a 40 px pen is 12 wide (MNIST's 95th percentile) and left alone; 60 and
     80 px pens (16 and 20 wide) come out 10 wide, MNIST's 90th percentile."""
     ink = seven_ink(width=pen)
-    top, bottom, left, right = pp._bounding_box(ink > 0)
+    top, bottom, left, right = bounding_box(ink > 0)
     cropped = ink[top:bottom, left:right].astype(np.float32)
-    thinned = pp._normalise_strokes(cropped)
+    thinned = normalise_strokes(cropped)
     if width is None:
         assert thinned is cropped
     else:
-        assert max(thinned.shape) <= pp.STROKE_GRID
-        assert np.median(pp._stroke_widths(thinned > 0.5)) == pytest.approx(width, abs=1.0)
+        assert max(thinned.shape) <= STROKE_GRID
+        assert np.median(stroke_widths(thinned > 0.5)) == pytest.approx(width, abs=1.0)
 
 
 def test_mnist_format_upload_is_reproduced() -> None:
@@ -172,9 +174,9 @@ def test_tensor_uses_the_given_normalization(reference: np.ndarray) -> None:
     expected = (torch.from_numpy(result.image) - 0.2) / 0.5
     assert torch.allclose(result.tensor[0, 0], expected)
     default = preprocess(gray_image(seven_ink()))
-    mean, std = DEFAULT_NORMALIZATION["mean"], DEFAULT_NORMALIZATION["std"]
+    mean, std = MNIST_NORMALIZATION["mean"], MNIST_NORMALIZATION["std"]
     assert torch.allclose(default.tensor[0, 0], (torch.from_numpy(default.image) - mean) / std)
-    assert torch.allclose(result.normalized(DEFAULT_NORMALIZATION), default.tensor)
+    assert torch.allclose(result.normalized(MNIST_NORMALIZATION), default.tensor)
 
 
 def test_blank_tensor_is_the_black_baseline_not_mid_grey() -> None:
@@ -322,7 +324,7 @@ def test_wrong_python_type_is_a_type_error() -> None:
         preprocess("digit.png")  # type: ignore[arg-type]
 
 
-# --------------------------------------------------------------------------- bad input (DESIGN.md)
+# --------------------------------------------------------------------------- bad input (ARCHITECTURE.md)
 
 
 @pytest.mark.parametrize(
@@ -589,7 +591,7 @@ def test_large_photo_is_reduced_and_still_read(reference: np.ndarray) -> None:
 def test_large_images_of_any_depth_are_reduced(make, reference: np.ndarray) -> None:
     ink = seven_ink(size=(1500, 2100), box=(150, 150, 1350, 1864), width=154, supersample=1)
     result = preprocess(make(1.0 - ink))
-    assert max(result.stages["ink"].shape) <= pp.WORK_MAX_SIDE
+    assert max(result.stages["ink"].shape) <= WORK_MAX_SIDE
     assert similar(result.image, reference, 0.05)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from explain_helpers import NORMALIZATION, digit_input, one_torch_thread, seeded_model
 
-from core.explain import ATTRIBUTION_METHODS
+from core.methods import METHODS
 from core.sanity import (
     SanityStep,
     cascading_randomization,
@@ -50,7 +50,7 @@ def test_randomization_order_is_output_to_input(model):
     ]
 
 
-@pytest.mark.parametrize("method", list(ATTRIBUTION_METHODS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_maps_change_when_weights_are_randomised(model, method):
     layer = "features.block3.conv" if method == "gradcam" else None
     steps = cascading_randomization(

@@ -38,8 +38,8 @@ def test_recorded_accuracy_is_reproduced_and_meets_target(
     assert accuracy == pytest.approx(meta["test_accuracy"], abs=1e-4)
     assert accuracy >= TARGETS[variant]
     saved = read_eval_file(variant, shipped_checkpoints)
-    np.testing.assert_array_equal(saved["labels"], labels.numpy())
-    np.testing.assert_allclose(saved["probabilities"], probabilities, atol=1e-4)
+    np.testing.assert_array_equal(saved.labels, labels.numpy())
+    np.testing.assert_allclose(saved.probabilities, probabilities, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -4,12 +4,12 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from core.preprocess import MAX_UPLOAD_BYTES
-from dashboard import figures, ui
+from dashboard import charts, images, loaders, results, shell, state, widgets
 
-arrived = ui.page_setup("Draw & predict")
+arrived = shell.page_setup("draw")
 
-with ui.guard():
-    ui.predictor()
+with shell.guard():
+    loaders.predictor()
     draw_col, result_col = st.columns([1, 1.35], gap="large")
 
     with draw_col:
@@ -24,24 +24,24 @@ with ui.guard():
             width=280,
             update_streamlit=True,
             return_image_data=True,
-            initial_drawing=ui.canvas_initial_drawing(arrived),
-            key=ui.CANVAS_KEY,
+            initial_drawing=state.canvas_initial_drawing(arrived),
+            key=state.CANVAS_KEY,
         )
-        ui.remember_drawing(canvas.json_data)
-        canvas_state = ui.take_canvas(canvas.image_data)
+        state.remember_drawing(canvas.json_data)
+        canvas_state = state.take_canvas(canvas.image_data)
         uploaded = st.file_uploader(
             "…or upload a photo or image of one digit",
-            type=list(ui.UPLOAD_TYPES),
-            key=ui.UPLOAD_KEY,
+            type=list(state.UPLOAD_TYPES),
+            key=state.UPLOAD_KEY,
             help=f"PNG, JPEG, BMP, WebP or GIF (first frame), up to {MAX_UPLOAD_BYTES // 2**20} "
             "MB. Dark ink on light paper and light on dark both work.",
         )
-        ui.take_upload(uploaded)
+        state.take_upload(uploaded)
 
     with result_col:
-        models = ui.models_picker()
-        threshold = ui.threshold_slider()
-        current = ui.current_input()
+        models = widgets.models_picker()
+        threshold = widgets.threshold_slider()
+        current = state.current_input()
         if current is None:
             reason = "the canvas is empty" if canvas_state == "blank" else "nothing drawn yet"
             st.info(
@@ -55,44 +55,46 @@ with ui.guard():
             st.stop()
 
         st.caption(f"Predicting {current.describe()}.")
-        probs = ui.probabilities(current.image)
-        chosen = {v: probs[v] for v in models if v in probs}
+        predictions = results.predictions(current.image, threshold)
+        chosen = {v: predictions[v] for v in models if v in predictions}
         verdicts = st.columns(len(chosen))
-        for col, (variant, p) in zip(verdicts, chosen.items(), strict=True):
-            top = ui.top_k(p)
-            digit, confidence = top[0]
+        for col, (variant, prediction) in zip(verdicts, chosen.items(), strict=True):
             with col:
-                if confidence < threshold:
+                if prediction.rejected:
                     st.metric(
                         variant,
                         "?",
-                        f"not sure: {digit} at {confidence:.0%}",
+                        f"not sure: {prediction.digit} at {prediction.confidence:.0%}",
                         delta_color="off",
                         delta_arrow="off",
                     )
                 else:
                     st.metric(
                         variant,
-                        str(digit),
-                        f"{confidence:.1%} confident",
+                        str(prediction.digit),
+                        f"{prediction.confidence:.1%} confident",
                         delta_color="off",
                         delta_arrow="off",
                     )
-                st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in top))
-        rejected = [v for v, p in chosen.items() if p.max() < threshold]
+                st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in prediction.top3))
+        rejected = {v: p for v, p in chosen.items() if p.rejected}
         if rejected:
             st.warning(
-                f"**Not a digit / not sure** ({', '.join(rejected)}): the top probability is "
-                f"below the {threshold:.0%} threshold.",
+                "**Not a digit / not sure**: "
+                + "; ".join(f"{variant}: {p.reason}" for variant, p in rejected.items())
+                + ".",
                 icon=":material/help:",
             )
-        st.plotly_chart(figures.probability_figure(chosen, threshold), key="dl.draw.bars")
+        st.plotly_chart(
+            charts.probability_figure({v: p.probabilities for v, p in chosen.items()}, threshold),
+            key="dl.draw.bars",
+        )
 
     st.subheader("What the models see")
     stage_cols = st.columns(len(current.stages) + 1)
     for col, (name, stage) in zip(stage_cols, current.stages, strict=False):
-        col.image(figures.stage_preview(stage), caption=name)
+        col.image(images.stage_preview(stage), caption=name)
     with stage_cols[-1]:
         st.plotly_chart(
-            figures.digit_figure(current.image, "28×28 input", height=190), key="dl.draw.input28"
+            images.digit_figure(current.image, "28×28 input", height=190), key="dl.draw.input28"
         )

@@ -1,18 +1,19 @@
-"""cnn1, cnn2 and cnn3 side by side on the current digit, and their test-set metrics."""
+"""The models side by side on the current digit, and their test-set metrics."""
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, ui
+from dashboard import charts, images, loaders, results, shell, state, tables, widgets
 
-ui.page_setup("Compare architectures")
+shell.page_setup("compare")
 
-with ui.guard():
-    pred = ui.predictor()
-    variants = ui.predictor_variants()
-    current = ui.require_input()
-    probs = ui.probabilities(current.image)
-    digits = {v: int(probs[v].argmax()) for v in variants}
+with shell.guard():
+    pred = loaders.predictor()
+    variants = loaders.loaded_variants()
+    current = state.require_input()
+    threshold = widgets.threshold()
+    predictions = results.predictions(current.image, threshold)
+    digits = {v: predictions[v].digit for v in variants}
 
     if len(set(digits.values())) == 1:
         st.success(
@@ -28,47 +29,48 @@ with ui.guard():
         )
     st.caption(f"Input: {current.describe()}.")
 
+    majority = max(set(digits.values()), key=list(digits.values()).count)
     columns = st.columns(len(variants))
     for col, variant in zip(columns, variants, strict=True):
-        p = probs[variant]
-        top = ui.top_k(p)
-        majority = max(set(digits.values()), key=list(digits.values()).count)
+        prediction = predictions[variant]
         with col, st.container(border=True):
-            st.subheader(ui.model_label(variant))
+            st.subheader(widgets.model_label(variant))
             st.metric(
                 "prediction",
-                top[0][0],
-                f"{top[0][1]:.1%} confident"
-                + (" · below the threshold" if top[0][1] < ui.threshold() else ""),
+                prediction.digit,
+                f"{prediction.confidence:.1%} confident"
+                + (" · below the threshold" if prediction.rejected else ""),
                 delta_color="normal" if digits[variant] == majority else "inverse",
                 delta_arrow="off",
             )
             st.plotly_chart(
-                figures.probability_figure({variant: p}, threshold=ui.threshold(), height=200),
+                charts.probability_figure(
+                    {variant: prediction.probabilities}, threshold=threshold, height=200
+                ),
                 key=f"dl.cmp.bars.{variant}",
             )
-            st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in top))
-            layer = ui.last_conv_layer(variant)
-            heat = ui.attribution(current.image, variant, "gradcam", top[0][0], layer)
+            st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in prediction.top3))
+            layer = results.last_conv_layer(variant)
+            heat = results.attribution(current.image, variant, "gradcam", prediction.digit, layer)
             st.plotly_chart(
-                figures.overlay_figure(current.image, heat, f"Grad-CAM · {layer}", height=240),
+                images.overlay_figure(current.image, heat, f"Grad-CAM · {layer}", height=240),
                 key=f"dl.cmp.cam.{variant}",
             )
             st.caption(
-                f"forward pass: {ui.forward_latency_ms(variant, current.image):.2f} ms "
+                f"forward pass: {results.forward_latency_ms(variant, current.image):.2f} ms "
                 f"(median of 7, measured now) · {pred.metadata[variant]['params']:,} parameters"
             )
 
     st.header("Test-set metrics")
     st.dataframe(
-        pd.DataFrame([ui.metrics_row(v) for v in variants]),
+        pd.DataFrame([tables.metrics_row(v) for v in variants]),
         hide_index=True,
-        column_config=ui.METRICS_COLUMNS,
+        column_config=tables.METRICS_COLUMNS,
     )
-    aurocs = [ui.auroc_row(v) for v in variants]
+    aurocs = [tables.auroc_row(v) for v in variants]
     if any(len(row) > 1 for row in aurocs):
         st.subheader("Out-of-distribution detection (AUROC of the max softmax probability)")
-        st.dataframe(pd.DataFrame(aurocs), hide_index=True, column_config=ui.AUROC_COLUMNS)
+        st.dataframe(pd.DataFrame(aurocs), hide_index=True, column_config=tables.AUROC_COLUMNS)
         st.caption(
             "1 = the confidence separates MNIST test digits from that input perfectly, "
             "0.5 = not at all. Details on the Rejection & OOD page."

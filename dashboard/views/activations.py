@@ -2,20 +2,20 @@
 
 import streamlit as st
 
-from dashboard import figures, ui
+from dashboard import images, results, shell, state, widgets
 
-ui.page_setup("Activations")
+shell.page_setup("activations")
 
-with ui.guard():
-    variant = ui.model_picker()
-    current = ui.require_input()
-    layers = ui.layer_activations(current.image, variant)
-    probs = ui.probabilities(current.image)[variant]
-    digit, confidence = ui.top_k(probs, 1)[0]
+with shell.guard():
+    variant = widgets.model_picker()
+    current = state.require_input()
+    layers = results.layer_activations(current.image, variant)
+    prediction = results.predictions(current.image)[variant]
     st.caption(
-        f"{ui.model_label(variant)} on {current.describe()}: predicts **{digit}** "
-        f"({confidence:.1%}). Each tile is one channel's LeakyReLU output after its conv block "
-        "(before pooling); all tiles of a layer share one colour scale. Click a tile to enlarge it."
+        f"{widgets.model_label(variant)} on {current.describe()}: predicts "
+        f"**{prediction.digit}** ({prediction.confidence:.1%}). Each tile is one channel's "
+        "LeakyReLU output after its conv block (before pooling); all tiles of a layer share one "
+        "colour scale. Click a tile to enlarge it."
     )
     for index, layer in enumerate(layers):
         channels, height, width = layer.shape
@@ -25,7 +25,7 @@ with ui.guard():
         )
         grid_col, zoom_col = st.columns([3, 1])
         with grid_col:
-            figure, used_columns = figures.feature_map_grid(layer.values)
+            figure, used_columns = images.feature_map_grid(layer.values)
             event = st.plotly_chart(
                 figure,
                 key=f"dl.act.grid.{variant}.{index}",
@@ -34,8 +34,8 @@ with ui.guard():
             )
         channel_key = f"dl.act.channel.{variant}.{index}"
         clicked_key = f"{channel_key}.clicked"
-        point = ui.selected_point(event)
-        clicked = figures.channel_at(point, layer.shape, used_columns) if point else None
+        point = widgets.selected_point(event)
+        clicked = images.channel_at(point, layer.shape, used_columns) if point else None
         if clicked is not None and st.session_state.get(clicked_key) != clicked:
             st.session_state[channel_key] = clicked
         st.session_state[clicked_key] = clicked
@@ -45,7 +45,7 @@ with ui.guard():
             )
             values = layer.values[channel]
             st.plotly_chart(
-                figures.heatmap_figure(values, f"channel {channel}", height=240),
+                images.heatmap_figure(values, f"channel {channel}", height=240),
                 key=f"dl.act.zoom.{variant}.{index}",
             )
             st.caption(

@@ -1,0 +1,109 @@
+"""The dashboard's pages, listed once: title, file, icon and URL of each.
+
+``dashboard/Home.py`` (what ``streamlit run`` starts) hands this list to ``st.navigation``, so the
+sidebar, each page's heading, the Home page's links and the tests all read the same entries; a new
+page is its file in ``views/`` plus one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page: ``file`` is relative to ``dashboard/``; ``url_path`` is its address."""
+
+    key: str
+    title: str
+    file: str
+    icon: str
+    url_path: str
+    summary: str
+
+
+PAGES: dict[str, PageSpec] = {
+    spec.key: spec
+    for spec in (
+        PageSpec(
+            "home",
+            "Home",
+            "views/home.py",
+            ":material/home:",
+            "home",
+            "what this is, the shipped models, their training curves and model cards",
+        ),
+        PageSpec(
+            "draw",
+            "Draw & predict",
+            "views/draw.py",
+            ":material/draw:",
+            "draw",
+            "draw or upload a digit and see every model's top 3 live",
+        ),
+        PageSpec(
+            "activations",
+            "Activations",
+            "views/activations.py",
+            ":material/grid_view:",
+            "activations",
+            "every conv layer's feature maps for the current digit",
+        ),
+        PageSpec(
+            "attributions",
+            "Grad-CAM & attributions",
+            "views/attributions.py",
+            ":material/visibility:",
+            "attributions",
+            "why a model decided, and whether the explanation depends on its weights",
+        ),
+        PageSpec(
+            "compare",
+            "Compare architectures",
+            "views/compare.py",
+            ":material/compare:",
+            "compare",
+            "the models side by side on the current digit and the test set",
+        ),
+        PageSpec(
+            "errors",
+            "Error browser",
+            "views/errors.py",
+            ":material/bug_report:",
+            "errors",
+            "the test-set mistakes: confusion matrix and gallery",
+        ),
+        PageSpec(
+            "rejection",
+            "Rejection & OOD",
+            "views/rejection.py",
+            ":material/block:",
+            "rejection",
+            "when not to answer: threshold, out-of-distribution input, calibration",
+        ),
+    )
+}
+
+
+def page_link(key: str, label: str | None = None) -> None:
+    """A link to the page ``key`` (its title and icon unless ``label`` is given)."""
+    spec = PAGES[key]
+    st.page_link(spec.file, label=label or spec.title, icon=spec.icon)
+
+
+def run() -> None:
+    """Set up the app and run the page the user chose (the entry point's only job)."""
+    st.set_page_config(page_title="digit-lens", page_icon=":material/draw:", layout="wide")
+    pages = [
+        st.Page(
+            spec.file,
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.url_path,
+            default=index == 0,
+        )
+        for index, spec in enumerate(PAGES.values())
+    ]
+    st.navigation(pages).run()
