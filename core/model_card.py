@@ -1,12 +1,30 @@
-"""Model cards (``checkpoints/<variant>.md``) generated from a checkpoint's measured metadata."""
+"""Model cards (``checkpoints/<variant>.md``) generated from a checkpoint's measured metadata.
+
+Metadata is validated by :func:`core.checkpoints.read_metadata` (types and ranges of every field
+read here), but older or hand-made checkpoints may lack optional figures: those show as ``?``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
+def _get(mapping: Any, *keys: str) -> Any:
+    """``mapping[k1][k2]...``, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    """``value`` formatted by ``spec``, or ``?`` when it is missing."""
+    return "?" if value is None else format(value, spec)
+
+
+def _pct(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.2f}%"
 
 
 def _augmentation_line(config: dict[str, Any]) -> str:
@@ -15,7 +33,7 @@ def _augmentation_line(config: dict[str, Any]) -> str:
     if not config.get("augment", True):
         return "- No augmentation."
     parts = "rotation, shear, scale, shift and stroke thinning/thickening"
-    probs = augmentation.get("stroke_probs", [])
+    probs = augmentation.get("stroke_probs", []) if isinstance(augmentation, dict) else []
     if len(probs) > 3 and probs[3] > 0:
         parts += f", loops closed as a thick canvas brush closes them ({probs[3]:.0%} of samples)"
     return f"- Per-sample augmentation: {parts}."
@@ -33,15 +51,16 @@ def _ood_lines(ood: dict[str, Any]) -> list[str]:
         "How well the maximum softmax probability (MSP) and the energy score separate the MNIST "
         "test digits from each set (AUROC, 1 = perfectly, 0.5 = not at all), and the share of the "
         "set rejected at the MSP threshold that keeps 95% of MNIST test digits "
-        f"({ood['thresholds']['msp']['0.95']:.3f}).",
+        f"({_fmt(_get(ood, 'thresholds', 'msp', '0.95'), '.3f')}).",
         "",
         "| set | images | AUROC (MSP) | AUROC (energy) | rejected at 95% coverage |",
         "|---|---|---|---|---|",
     ]
     for name, entry in sets.items():
         lines.append(
-            f"| {entry.get('label', name)} | {entry['n']:,} | {entry['auroc_msp']:.3f} | "
-            f"{entry['auroc_energy']:.3f} | {_pct(entry['rejection_msp']['0.95'])} |"
+            f"| {entry.get('label', name)} | {_fmt(entry.get('n'), ',')} | "
+            f"{_fmt(entry.get('auroc_msp'), '.3f')} | {_fmt(entry.get('auroc_energy'), '.3f')} | "
+            f"{_pct(_get(entry, 'rejection_msp', '0.95'))} |"
         )
     return lines
 
@@ -64,13 +83,15 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         "|---|---|",
         f"| test accuracy | {_pct(metadata['test_accuracy'])} |",
         f"| test errors | {metadata.get('test_errors', '?')} of 10,000 |",
-        f"| validation accuracy (best epoch) | {_pct(training['best_val_accuracy'])} |",
+        f"| validation accuracy (best epoch) | {_pct(training.get('best_val_accuracy'))} |",
     ]
     if "test_ece" in metadata:
         lines.append(f"| expected calibration error (15 bins) | {metadata['test_ece']:.4f} |")
     if "temperature" in metadata:
         lines.append(f"| fitted temperature | {metadata['temperature']:.3f} |")
-        lines.append(f"| ECE after temperature scaling | {metadata['test_ece_scaled']:.4f} |")
+        lines.append(
+            f"| ECE after temperature scaling | {_fmt(metadata.get('test_ece_scaled'), '.4f')} |"
+        )
     lines += [
         f"| parameters | {metadata['params']:,} |",
         "",
@@ -82,22 +103,26 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     for row in metadata.get("architecture", []):
         shape = "×".join(str(d) for d in row["output_shape"])
         lines.append(f"| `{row['layer']}` | {row['type']} | {shape} | {row['params']:,} |")
-    config = training["config"]
+    config = training.get("config", {})
     lines += [
         "",
         "## Training",
         "",
-        f"- Data: MNIST training set, {training['train_size']:,} images for training and "
-        f"{training['val_size']:,} held out (seed {config['seed']}) for early stopping.",
+        f"- Data: MNIST training set, {_fmt(training.get('train_size'), ',')} images for training "
+        f"and {_fmt(training.get('val_size'), ',')} held out (seed {_fmt(config.get('seed'))}) "
+        "for early stopping.",
         f"- Normalisation: mean {metadata['normalization']['mean']}, "
         f"std {metadata['normalization']['std']}.",
-        f"- AdamW (weight decay {config['weight_decay']}), OneCycleLR up to {config['max_lr']}, "
-        f"batch {config['batch_size']}, label smoothing {config['label_smoothing']}.",
-        f"- Epochs run: {training['epochs_run']} of {config['epochs']} "
-        f"(best epoch {training['best_epoch']}, patience {config['patience']}).",
+        f"- AdamW (weight decay {_fmt(config.get('weight_decay'))}), OneCycleLR up to "
+        f"{_fmt(config.get('max_lr'))}, batch {_fmt(config.get('batch_size'))}, label smoothing "
+        f"{_fmt(config.get('label_smoothing'))}.",
+        f"- Epochs run: {_fmt(training.get('epochs_run'))} of {_fmt(config.get('epochs'))} "
+        f"(best epoch {_fmt(training.get('best_epoch'))}, patience "
+        f"{_fmt(config.get('patience'))}).",
         _augmentation_line(config),
-        f"- Training time: {training['seconds']:.0f} s on {training['device']} "
-        f"({training['threads']} threads), torch {training['torch']}.",
+        f"- Training time: {_fmt(training.get('seconds'), '.0f')} s on "
+        f"{_fmt(training.get('device'))} ({_fmt(training.get('threads'))} threads), torch "
+        f"{_fmt(training.get('torch'))}.",
         "",
         "## Per-class results",
         "",

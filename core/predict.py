@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -225,8 +227,24 @@ class FileResult:
 
 
 def read_upload(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes, refusing anything over :data:`MAX_UPLOAD_BYTES` without reading it all."""
-    with open(path, "rb") as handle:
+    """A file's bytes, refusing anything over :data:`MAX_UPLOAD_BYTES` without reading it all.
+
+    Only regular files are read: a named pipe (which would block the reader forever), a device
+    (``/dev/zero`` never ends), a socket or a directory raises :class:`InvalidImageError` with a
+    sentence. The file is opened without blocking and checked on the open descriptor, so it cannot
+    be swapped for a pipe between the check and the read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise InvalidImageError(_not_a_file_message(mode))
+        handle = open(descriptor, "rb", closefd=True)  # noqa: SIM115 - closed just below
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with handle:
         data = handle.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise InvalidImageError(
@@ -246,10 +264,27 @@ def _os_error_message(error: OSError) -> str:
     return f"The file cannot be read ({error.strerror or error.__class__.__name__})."
 
 
+def _not_a_file_message(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "This is a directory, not an image file."
+    if stat.S_ISFIFO(mode):
+        return "This is a named pipe (FIFO), not an image file; it was not read."
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "This is a device, not an image file; it was not read."
+    if stat.S_ISSOCK(mode):
+        return "This is a socket, not an image file; it was not read."
+    return "This is not a regular file, so it was not read."
+
+
 def predict_file(
     path: str | os.PathLike[str], predictor: Predictor, threshold: float = 0.0
 ) -> FileResult:
-    """Read, preprocess and predict one file; every expected failure becomes ``error``."""
+    """Read, preprocess and predict one file; every failure becomes ``error``, a sentence.
+
+    Unreadable or invalid files, and a model that produces no valid probabilities (a damaged
+    checkpoint: :class:`CheckpointError`), give an error for this file, never a traceback or a
+    NaN prediction, so the files after it are still processed.
+    """
     name = os.fsdecode(path)
     try:
         result = preprocess(read_upload(path))
@@ -258,8 +293,16 @@ def predict_file(
         return FileResult(name, predictor.predict(result, threshold))
     except InvalidImageError as error:
         return FileResult(name, {}, str(error))
+    except CheckpointError as error:
+        return FileResult(name, {}, f"The model cannot predict: {error}")
     except OSError as error:
         return FileResult(name, {}, _os_error_message(error))
+    except MemoryError:
+        return FileResult(name, {}, "The file needs more memory than is available to process.")
+    except Exception as error:  # a bug must not stop the other files: report it, go on
+        return FileResult(
+            name, {}, f"The file could not be processed (internal error {type(error).__name__})."
+        )
 
 
 def predict_files(
@@ -320,8 +363,62 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory holding the checkpoints (default: the repository's checkpoints/)",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="image files")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="image files (names starting with '-' work too; '--' ends the options)",
+    )
     return parser
+
+
+def _option_action(parser: argparse.ArgumentParser, arg: str) -> argparse.Action | None:
+    """The option ``arg`` names (``--model``, ``--model=x``, an unambiguous ``--mod``), if any."""
+    name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+    actions = {option: action for action in parser._actions for option in action.option_strings}
+    if name in actions:
+        return actions[name]
+    if name.startswith("--") and len(name) > 2:
+        matches = {actions[o] for o in actions if o.startswith(name) and o.startswith("--")}
+        if len(matches) == 1:
+            return matches.pop()
+    return None
+
+
+def _files_after_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with every file name moved after ``--``, so names starting with '-' are files.
+
+    An argument starting with '-' that is no option is a file when such a file exists; otherwise
+    it is refused with a message that suggests ``--`` (argparse's own message would claim the
+    files were missing).
+    """
+    options: list[str] = []
+    files: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            files.extend(argv[index:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            files.append(arg)
+            continue
+        action = _option_action(parser, arg)
+        if action is None:
+            if os.path.lexists(arg):
+                files.append(arg)
+                continue
+            parser.error(
+                f"unknown option {printable(arg)!r}. If it is a file name, put '--' before the "
+                f"file names: python -m core.predict [options] -- {printable(arg)}"
+            )
+        options.append(arg)
+        takes_value = action.nargs != 0 and not (arg.startswith("--") and "=" in arg)
+        if takes_value and index < len(argv):
+            options.append(argv[index])
+            index += 1
+    return [*options, "--", *files]
 
 
 def _text_line(file: str, prediction: Prediction, threshold: float) -> str:
@@ -333,6 +430,28 @@ def _text_line(file: str, prediction: Prediction, threshold: float) -> str:
     )
 
 
+_INVALID_OUTPUT = (
+    "The model produced no valid probabilities (NaN or infinite): its checkpoint is damaged. "
+    "Restore it from git or retrain."
+)
+
+
+def _prediction_lines(outcome: FileResult, args: argparse.Namespace) -> list[str] | None:
+    """The output lines of a predicted file, or None if any figure is not a finite number."""
+    lines = []
+    for prediction in outcome.predictions.values():
+        figures = [prediction.confidence, *(p for _, p in prediction.top3)]
+        if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in figures):
+            return None
+        if args.json:
+            lines.append(
+                json.dumps({"file": outcome.file, **prediction.to_dict()}, allow_nan=False)
+            )
+        else:
+            lines.append(_text_line(outcome.file, prediction, args.threshold))
+    return lines
+
+
 def _emit(line: str, stream=None) -> None:
     print(line, file=stream or sys.stdout, flush=True)
 
@@ -342,7 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(
+        _files_after_options(parser, sys.argv[1:] if argv is None else list(argv))
+    )
     variants = list(VARIANTS) if args.model == "all" else [args.model]
     try:
         predictor = Predictor(variants, args.checkpoints)
@@ -356,18 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     try:
         for outcome in predict_files(args.files, predictor, args.threshold):
-            if outcome.error is not None:
+            lines = [] if outcome.error is not None else _prediction_lines(outcome, args)
+            if outcome.error is not None or lines is None:
                 failed = True
+                error = outcome.error or _INVALID_OUTPUT
                 if args.json:
-                    _emit(json.dumps({"file": outcome.file, "error": outcome.error}))
+                    _emit(json.dumps({"file": outcome.file, "error": error}))
                 else:
-                    _emit(f"{printable(outcome.file)}: error: {outcome.error}")
+                    _emit(f"{printable(outcome.file)}: error: {error}")
                 continue
-            for prediction in outcome.predictions.values():
-                if args.json:
-                    _emit(json.dumps({"file": outcome.file, **prediction.to_dict()}))
-                else:
-                    _emit(_text_line(outcome.file, prediction, args.threshold))
+            for line in lines:
+                _emit(line)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -4,8 +4,9 @@ MNIST's recipe (LeCun et al.): the ink's bounding box is resized so its longer s
 (keeping the aspect ratio, anti-aliased), then placed in a 28×28 frame so that its centre of mass
 sits at the frame's centre. Everything before that turns real input into clean ink:
 
-* decoding is limited to an allowlist of formats, a byte limit and a pixel limit read from the
-  header before any pixel is decoded, so hostile files fail fast with :class:`InvalidImageError`;
+* decoding is limited to an allowlist of formats, a byte limit, a pixel limit and a memory
+  budget read from the header before any pixel is decoded, and a CPU-time budget, so hostile files
+  fail fast with :class:`InvalidImageError` (see :mod:`core.decode`);
 * a canvas with a transparent background keeps its ink in the alpha channel (a naive grayscale
   conversion would be blank), whatever the stroke colour;
 * the background is read from the image's border (a bold digit may cover most of the area);

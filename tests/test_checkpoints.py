@@ -156,3 +156,44 @@ def test_weights_are_never_unpickled(saved: Path) -> None:
     torch.save(build_model("cnn2").state_dict(), path)
     with pytest.raises(CheckpointError):
         load_model("cnn2", saved)
+
+
+def test_read_bounded_reads_only_regular_files_of_bounded_size(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from core.checkpoints import read_bounded
+
+    regular = tmp_path / "ok.bin"
+    regular.write_bytes(b"12345")
+    assert read_bounded(regular, 5, "test") == b"12345"
+    with pytest.raises(CheckpointError, match="5 bytes, more than the 4 allowed"):
+        read_bounded(regular, 4, "test")
+    link = tmp_path / "zero.bin"
+    link.symlink_to("/dev/zero")
+    fifo = tmp_path / "pipe.bin"
+    os.mkfifo(fifo)
+    dangling = tmp_path / "dangling.bin"
+    dangling.symlink_to(tmp_path / "nowhere")
+    loop = tmp_path / "loop.bin"
+    loop.symlink_to(loop)
+    cases = [(link, "not a regular file"), (fifo, "not a regular file")]
+    cases += [(tmp_path, "not a regular file"), (dangling, "missing"), (loop, "cannot read")]
+    for path, message in cases:
+        outcome: list[BaseException] = []
+
+        def attempt(path: Path = path, outcome: list[BaseException] = outcome) -> None:
+            try:
+                read_bounded(path, 1024, "test")
+            except BaseException as error:  # handed to the assertion below
+                outcome.append(error)
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), f"{path.name}: blocked"
+        assert isinstance(outcome[0], CheckpointError) and message in str(outcome[0]), outcome
+    pointer = tmp_path / "pointer.bin"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n")
+    with pytest.raises(CheckpointError, match="Git LFS pointer"):
+        read_bounded(pointer, 1024, "test")

@@ -33,10 +33,15 @@ from core.train import to_input
 from tests.imagefactory import canvas_rgba, encode, paper_photo, stroke_mask
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each variant gets its own normalisation (cycling through three), so mixing them up shows.
+_DISTINCT_NORMALIZATIONS = (
+    dict(MNIST_NORMALIZATION),
+    {"mean": 0.5, "std": 0.25},
+    {"mean": 0.0, "std": 0.5},
+)
 NORMALIZATIONS = {
-    "cnn1": dict(MNIST_NORMALIZATION),
-    "cnn2": {"mean": 0.5, "std": 0.25},
-    "cnn3": {"mean": 0.0, "std": 1.0},
+    variant: _DISTINCT_NORMALIZATIONS[index % len(_DISTINCT_NORMALIZATIONS)]
+    for index, variant in enumerate(VARIANTS)
 }
 JSON_KEYS = {"file", "model", "digit", "confidence", "top3", "rejected"}
 

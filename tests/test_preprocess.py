@@ -772,3 +772,73 @@ def test_damaged_exif_is_ignored_not_fatal(reference: np.ndarray) -> None:
     exif[0x0112] = 99  # not a valid orientation
     result = preprocess(encode(image, "JPEG", quality=95, exif=exif.tobytes()))
     assert similar(result.image, reference, 0.03)
+
+
+# --------------------------------------------------------------------------- orientation and tiles
+
+
+def _asymmetric(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    """An image whose every transpose differs (a gradient plus an off-centre block)."""
+    x = np.linspace(0, 200, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 50, height, dtype=np.float32)[:, None]
+    values = (x + y).astype(np.uint8)
+    values[: height // 3, : width // 4] = 255
+    return Image.fromarray(values, "L").convert(mode)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillows_exif_transpose(orientation: int) -> None:
+    from PIL import ImageOps
+
+    from core.decode import to_array
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(_asymmetric(60, 40), "PNG", exif=exif.tobytes())
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert np.array_equal(np.asarray(decode_image(data)), np.asarray(expected))
+    assert np.array_equal(to_array(data), np.asarray(expected))
+    # Large images are set upright after reduction; with whole blocks that is the same thing.
+    big = encode(_asymmetric(2048, 1536), "PNG", exif=exif.tobytes())
+    upright_then_reduced = ImageOps.exif_transpose(Image.open(io.BytesIO(big))).reduce(2)
+    assert np.array_equal(to_array(big), np.asarray(upright_then_reduced))
+
+
+@pytest.mark.parametrize("mode", ["P", "PA", "1", "L", "LA", "RGB", "RGBA", "I;16", "CMYK", "F"])
+def test_tiled_reduction_equals_reducing_the_whole_image(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.decode as decode_module
+
+    image = _asymmetric(3001, 1999, "L")
+    if mode == "P":
+        image = image.convert("P")
+        image.info["transparency"] = bytes(range(256))
+    elif mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    # What converting the whole image and then reducing it gives (the memory-hungry way).
+    if mode == "I;16":
+        whole = np.asarray(image.convert("I").reduce(3)).astype(np.uint16)
+    else:
+        whole = np.asarray(decode_module._convert(image.copy()).reduce(3))
+    for tile_bytes in (decode_module._TILE_BYTES, 1 << 16):  # a few tiles, then hundreds
+        monkeypatch.setattr(decode_module, "_TILE_BYTES", tile_bytes)
+        tiled = decode_module.to_array(image)
+        assert tiled.shape[:2] == (667, 1001) and tiled.dtype == whole.dtype
+        assert np.array_equal(tiled, whole)
+
+
+def test_exif_orientation_reader_survives_damaged_exif() -> None:
+    from core.decode import _exif_orientation
+
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    raw = exif.tobytes()
+    assert _exif_orientation({"exif": raw}) == 8
+    assert _exif_orientation({"exif": raw[6:]}) == 8  # without the "Exif\0\0" prefix
+    for damaged in (b"", b"Exif\x00\x00", raw[:12], raw[:6] + b"XX" + raw[8:], b"\xff" * 64):
+        assert _exif_orientation({"exif": damaged}) == 1
+    huge = b"MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 12 * 65535  # 65,535 entries, no tag
+    assert _exif_orientation({"exif": huge}) == 1
