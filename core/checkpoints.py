@@ -240,6 +240,26 @@ def _operating_curve(value: Any, where: str) -> None:
         raise _SchemaError(where, "equally long, non-empty keep and threshold lists")
 
 
+_DIGITS_KEPT = _record(
+    {
+        "n": _COUNT,
+        "kept": _FRACTION,
+        "accuracy": _FRACTION,
+        "accuracy_kept": _number(0, 1, finite=False),
+    }
+)
+
+
+def _optional(check: _Check) -> _Check:
+    """``check``, or null."""
+
+    def validate(value: Any, where: str) -> None:
+        if value is not None:
+            check(value, where)
+
+    return validate
+
+
 _OOD_SET = _record(
     {
         "n": _COUNT,
@@ -346,6 +366,13 @@ METADATA_SCHEMA: _Check = _record(
                 "threshold": _FRACTION,
                 "temperature": _number(1e-3, 1e3),
                 "curve": _operating_curve,
+                "at_default": _record(
+                    {
+                        "mnist_test": _DIGITS_KEPT,
+                        "canvas_digits": _optional(_DIGITS_KEPT),
+                        "sets": _mapping(_FRACTION, 64),
+                    }
+                ),
             }
         ),
         "ood": _record(
@@ -430,28 +457,33 @@ def write_metadata(
     atomic_write_text(metadata_path(variant, directory), json.dumps(metadata, indent=2) + "\n")
 
 
+def read_json_object(
+    path: Path,
+    what: str,
+    limit: int = MAX_METADATA_BYTES,
+    error: type[CheckpointError] = CheckpointError,
+) -> dict[str, Any]:
+    """A bounded, regular JSON file holding one object of limited nesting, else ``error``."""
+    raw = read_bounded(path, limit, what, error)
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what}: {path} is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise error(f"{what}: {path} nests deeper than {MAX_JSON_DEPTH} levels.") from exc
+    if not isinstance(value, dict):
+        raise error(f"{what}: {path} is not a JSON object.")
+    if _json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise error(f"{what}: {path} nests deeper than {MAX_JSON_DEPTH} levels.")
+    return value
+
+
 def read_metadata(
     variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY
 ) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, validated for the fields other code relies on."""
     path = metadata_path(variant, directory)
-    raw = read_bounded(path, MAX_METADATA_BYTES, f"Model {variant!r} metadata")
-    try:
-        metadata = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"Model {variant!r}: metadata {path} is not valid JSON ({error})."
-        ) from error
-    except RecursionError as error:
-        raise CheckpointError(
-            f"Model {variant!r}: metadata {path} nests deeper than {MAX_JSON_DEPTH} levels."
-        ) from error
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"Model {variant!r}: metadata {path} is not a JSON object.")
-    if _json_depth_exceeds(metadata, MAX_JSON_DEPTH):
-        raise CheckpointError(
-            f"Model {variant!r}: metadata {path} nests deeper than {MAX_JSON_DEPTH} levels."
-        )
+    metadata = read_json_object(path, f"Model {variant!r} metadata")
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise CheckpointError(f"Model {variant!r}: metadata {path} lacks {', '.join(missing)}.")

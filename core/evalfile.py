@@ -9,7 +9,9 @@ Keys: ``logits`` (float32 [N, 10]), ``probabilities`` (float32 [N, 10]), ``label
 ``temperature`` (scalar); ``reliability_edges`` and ``reliability_{count,confidence,accuracy}``
 before and ``reliability_calibrated_{count,confidence,accuracy}`` after temperature scaling;
 ``risk_coverage_{threshold,coverage,accuracy,risk}``; ``ood_sets`` (names) and per set
-``ood_<set>_logits`` (float16 [n, 10]) and ``ood_<set>_examples`` (uint8 [k, 28, 28]).
+``ood_<set>_logits`` (float16 [n, 10]) and ``ood_<set>_examples`` (uint8 [k, 28, 28]);
+``canvas_logits`` (float16 [m, 10]) and ``canvas_labels`` (int64 [m]): test digits re-drawn the
+way people draw on the canvas (``core.canvas_style``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, atomic_write_bytes, read_bounded
+from core.evaluate import softmax
 from core.inputs import IMAGE_SIDE
 
 NUM_CLASSES = 10
@@ -74,6 +77,8 @@ class EvalFile:
     reliability_after: Reliability | None = None
     risk_coverage: dict[str, np.ndarray] | None = None
     ood: dict[str, OODSet] = field(default_factory=dict)
+    canvas_logits: np.ndarray | None = None
+    canvas_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -85,8 +90,13 @@ class EvalFile:
 
     @property
     def confidence(self) -> np.ndarray:
-        """Maximum probability per test image."""
+        """Maximum raw probability per test image."""
         return self.probabilities.max(axis=1)
+
+    @property
+    def calibrated_probabilities(self) -> np.ndarray:
+        """Softmax of ``logits / temperature``: the probabilities users are shown."""
+        return softmax(self.logits, self.temperature)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The named arrays written to the npz file."""
@@ -108,6 +118,9 @@ class EvalFile:
         for name, entry in self.ood.items():
             arrays[f"ood_{name}_logits"] = entry.logits.astype(np.float16)
             arrays[f"ood_{name}_examples"] = entry.examples.astype(np.uint8)
+        if self.canvas_logits is not None and self.canvas_labels is not None:
+            arrays["canvas_logits"] = self.canvas_logits.astype(np.float16)
+            arrays["canvas_labels"] = self.canvas_labels.astype(np.int64)
         return arrays
 
     @classmethod
@@ -144,6 +157,12 @@ class EvalFile:
         labels = _array(arrays, "labels")
         if labels.dtype.kind not in "iu":
             raise EvalFileError("'labels' are not integers")
+        canvas_logits = canvas_labels = None
+        if "canvas_logits" in arrays or "canvas_labels" in arrays:
+            canvas_logits = _float(arrays, "canvas_logits")
+            canvas_labels = _array(arrays, "canvas_labels")
+            if canvas_labels.dtype.kind not in "iu":
+                raise EvalFileError("'canvas_labels' are not integers")
         return cls(
             logits=_float(arrays, "logits"),
             probabilities=_float(arrays, "probabilities"),
@@ -153,6 +172,8 @@ class EvalFile:
             reliability_after=reliability_after,
             risk_coverage=curve,
             ood=ood,
+            canvas_logits=canvas_logits,
+            canvas_labels=canvas_labels,
         )
 
 
@@ -200,6 +221,14 @@ def _validate(file: EvalFile) -> None:
             raise EvalFileError("the risk-coverage arrays have different lengths")
         if not all(np.isfinite(file.risk_coverage[k]).all() for k in CURVE_KEYS):
             raise EvalFileError("the risk-coverage curve holds NaN or infinite values")
+    if file.canvas_logits is not None and file.canvas_labels is not None:
+        m = len(file.canvas_labels)
+        if file.canvas_logits.shape != (m, NUM_CLASSES) or file.canvas_labels.shape != (m,):
+            raise EvalFileError("the canvas-style digits' logits and labels do not match")
+        if not np.isfinite(file.canvas_logits).all():
+            raise EvalFileError("the canvas-style digits' logits hold NaN or infinite values")
+        if m and (file.canvas_labels.min() < 0 or file.canvas_labels.max() >= NUM_CLASSES):
+            raise EvalFileError("'canvas_labels' must be digits 0-9")
     for name, entry in file.ood.items():
         if entry.logits.ndim != 2 or entry.logits.shape[1:] != (NUM_CLASSES,):
             raise EvalFileError(f"the logits of OOD set {name!r} are not [n, {NUM_CLASSES}]")

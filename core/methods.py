@@ -16,19 +16,38 @@ these LeakyReLU models they silently degrade to plain gradients, and they fail t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+from captum.attr import (
+    DeepLift,
+    GradientShap,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    LayerGradientXActivation,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
 from torch import nn
 
-from core.inputs import IMAGE_SIDE, black_baseline
+from core.inputs import IMAGE_SIDE, black_baseline, check_normalization
 from core.models import block_output, conv_layers
 
 IG_STEPS = 50
 OCCLUSION_WINDOW = 4
 OCCLUSION_STRIDE = 2
+# SmoothGrad (Smilkov et al. 2017): noise of 15% of the input range, averaged over 16 samples.
+SMOOTHGRAD_SAMPLES = 16
+SMOOTHGRAD_NOISE = 0.15
+# GradientSHAP: 16 samples between the black image and noisy copies of it.
+GRADSHAP_SAMPLES = 16
+GRADSHAP_NOISE = 0.1
+NOISE_SEED = 0
 
 RunFn = Callable[..., torch.Tensor]
 
@@ -43,6 +62,9 @@ class AttributionMethod:
     needs_layer: bool
     note: str
     run: RunFn
+    # Sampling methods draw noise from a fixed seed: the same batch gives the same maps, but a
+    # digit's map depends on the batch it was computed in.
+    stochastic: bool = False
 
 
 def _gradcam(
@@ -57,6 +79,105 @@ def _gradcam(
     module = block_output(model, layer or list(conv_layers(model))[-1])
     maps = LayerGradCam(model, module).attribute(x, target=targets, relu_attributions=relu)
     return LayerAttribution.interpolate(maps, (IMAGE_SIDE, IMAGE_SIDE), interpolate_mode="bilinear")
+
+
+def _hirescam(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    *,
+    layer: str | None,
+    normalization: Mapping[str, float] | None,
+    relu: bool = True,
+) -> torch.Tensor:
+    """HiResCAM (Draelos & Carin 2020): gradient × activation summed over channels, upsampled.
+
+    Unlike Grad-CAM it does not average the gradient over positions first, so the map is
+    faithful to what each position contributes through a dense head.
+    """
+    module = block_output(model, layer or list(conv_layers(model))[-1])
+    maps = LayerGradientXActivation(model, module).attribute(x, target=targets)
+    maps = maps.sum(dim=1, keepdim=True)
+    if relu:
+        maps = maps.clamp(min=0)
+    return LayerAttribution.interpolate(maps, (IMAGE_SIDE, IMAGE_SIDE), interpolate_mode="bilinear")
+
+
+def _std(normalization: Mapping[str, float] | None) -> float:
+    """The normalisation's std: one unit of [0, 1] pixel range is ``1 / std`` once normalised."""
+    return check_normalization(normalization)[1]
+
+
+def _smoothgrad(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    *,
+    layer: str | None,
+    normalization: Mapping[str, float] | None,
+    relu: bool = True,
+) -> torch.Tensor:
+    tunnel = NoiseTunnel(Saliency(model))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(NOISE_SEED)
+        return tunnel.attribute(
+            x.requires_grad_(True),
+            nt_type="smoothgrad",
+            nt_samples=SMOOTHGRAD_SAMPLES,
+            nt_samples_batch_size=SMOOTHGRAD_SAMPLES * len(x),
+            stdevs=SMOOTHGRAD_NOISE / _std(normalization),
+            target=targets,
+            abs=True,
+        )
+
+
+def _deeplift(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    *,
+    layer: str | None,
+    normalization: Mapping[str, float] | None,
+    relu: bool = True,
+) -> torch.Tensor:
+    baseline = torch.full_like(x, black_baseline(normalization))
+    with warnings.catch_warnings():
+        # Captum announces that it hooks the activations (removed afterwards) on every call.
+        warnings.simplefilter("ignore", UserWarning)
+        return DeepLift(model).attribute(x.requires_grad_(True), baselines=baseline, target=targets)
+
+
+def _gradient_shap(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    *,
+    layer: str | None,
+    normalization: Mapping[str, float] | None,
+    relu: bool = True,
+) -> torch.Tensor:
+    black = torch.full_like(x[:1], black_baseline(normalization))
+    generator = torch.Generator().manual_seed(0)
+    noise = (
+        torch.rand((4, *x.shape[1:]), generator=generator) * GRADSHAP_NOISE / _std(normalization)
+    )
+    baselines = torch.cat([black, black + noise])
+    # Captum draws the path positions from NumPy's global generator: seed it here and give the
+    # caller's state back, as fork_rng does for torch.
+    numpy_state = np.random.get_state()
+    try:
+        np.random.seed(NOISE_SEED)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(NOISE_SEED)
+            return GradientShap(model).attribute(
+                x,
+                baselines=baselines,
+                n_samples=GRADSHAP_SAMPLES,
+                stdevs=GRADSHAP_NOISE / _std(normalization),
+                target=targets,
+            )
+    finally:
+        np.random.set_state(numpy_state)
 
 
 def integrated_gradients_with_delta(
@@ -133,6 +254,14 @@ METHODS: dict[str, AttributionMethod] = {
             run=_gradcam,
         ),
         AttributionMethod(
+            "hirescam",
+            "HiResCAM",
+            signed=False,
+            needs_layer=True,
+            note="gradient × activation of the chosen layer, summed over channels (positive part)",
+            run=_hirescam,
+        ),
+        AttributionMethod(
             "integrated_gradients",
             "Integrated Gradients",
             signed=True,
@@ -147,6 +276,32 @@ METHODS: dict[str, AttributionMethod] = {
             needs_layer=False,
             note="absolute input gradient of the target logit",
             run=_saliency,
+        ),
+        AttributionMethod(
+            "smoothgrad",
+            "SmoothGrad",
+            signed=False,
+            needs_layer=False,
+            note="absolute input gradient averaged over 16 noisy copies of the digit",
+            run=_smoothgrad,
+            stochastic=True,
+        ),
+        AttributionMethod(
+            "deeplift",
+            "DeepLIFT",
+            signed=True,
+            needs_layer=False,
+            note="contributions relative to the black image (rescale rule); red for, blue against",
+            run=_deeplift,
+        ),
+        AttributionMethod(
+            "gradient_shap",
+            "GradientSHAP",
+            signed=True,
+            needs_layer=False,
+            note="expected gradients from noisy black baselines; red for, blue against",
+            run=_gradient_shap,
+            stochastic=True,
         ),
         AttributionMethod(
             "occlusion",

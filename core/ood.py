@@ -10,6 +10,12 @@ Sets (:data:`OOD_SETS`), all uint8 ``[n, 28, 28]`` white on black like MNIST:
   DejaVu (``fonts-dejavu-core``) where installed so the set is reproducible,
   then put through the MNIST recipe. Some letters (O, I, S, Z, B) look like digits; that is real.
 - ``scribbles``: one to three random Bézier strokes of random width, then the MNIST recipe.
+- ``drawn_letters``: letters that do not read as digits (no B D G I L O Q S Z), drawn on the
+  canvas with a round brush from held-out templates (``core.held_out``).
+- ``shapes``: smiley, star, heart, arrow, check mark and #, drawn the same way.
+
+None of these is ever used in training; the outlier pool (``core.outliers``) uses other fonts,
+other templates and other generators.
 
 Scores (higher = more in-distribution for both): maximum softmax probability (MSP, Hendrycks &
 Gimpel 2017) and the energy score ``T·logsumexp(logits/T)`` (negative free energy, Liu et al.
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,8 +39,9 @@ from scipy.stats import rankdata
 
 from core.data import resolve_data_dir
 from core.evaluate import softmax
+from core.held_out import drawn_letter, drawn_shape
 from core.preprocess import preprocess
-from core.selective import REPORT_COVERAGES
+from core.selective import REPORT_COVERAGES, thresholds_for_coverage
 
 OOD_SETS: tuple[str, ...] = (
     "fashion_mnist",
@@ -43,6 +49,8 @@ OOD_SETS: tuple[str, ...] = (
     "gaussian_noise",
     "letters",
     "scribbles",
+    "drawn_letters",
+    "shapes",
 )
 OOD_LABELS: dict[str, str] = {
     "fashion_mnist": "Fashion-MNIST",
@@ -50,6 +58,8 @@ OOD_LABELS: dict[str, str] = {
     "gaussian_noise": "Gaussian noise",
     "letters": "Letters A–Z",
     "scribbles": "Random scribbles",
+    "drawn_letters": "Drawn letters (not digit-like)",
+    "shapes": "Drawn shapes and symbols",
 }
 FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
 FASHION_TEST_IMAGES = "t10k-images-idx3-ubyte"
@@ -201,6 +211,10 @@ def _cached_set(name: str, n: int, seed: int, data_dir: str | None) -> np.ndarra
     elif name == "letters":
         fonts = _letter_fonts()
         result = np.stack([render_letter(LETTERS[i % 26], rng, fonts) for i in range(n)])
+    elif name == "drawn_letters":
+        result = np.stack([drawn_letter(i, rng) for i in range(n)])
+    elif name == "shapes":
+        result = np.stack([drawn_shape(i, rng) for i in range(n)])
     else:
         result = np.stack([render_scribble(rng) for _ in range(n)])
     result = np.ascontiguousarray(result, dtype=np.uint8).reshape(n, 28, 28)
@@ -223,9 +237,10 @@ def load_ood_set(
     return _cached_set(name, int(n), int(seed), str(data_dir) if data_dir else None)
 
 
-def msp_score(logits: np.ndarray) -> np.ndarray:
-    """Maximum softmax probability per row (float64); higher = more in-distribution."""
-    return softmax(np.asarray(logits, np.float64)).max(axis=-1)
+def msp_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Maximum softmax probability of ``logits / temperature`` per row (float64); higher = more
+    in-distribution. With the checkpoint's temperature it is the calibrated confidence."""
+    return softmax(np.asarray(logits, np.float64), temperature).max(axis=-1)
 
 
 def energy_score(logits: np.ndarray, T: float = 1.0) -> np.ndarray:
@@ -254,23 +269,6 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def thresholds_for_coverage(
-    in_scores: np.ndarray, coverages: tuple[float, ...] = REPORT_COVERAGES
-) -> dict[float, float]:
-    """For each coverage ``c``: the highest threshold that still accepts (score >= threshold) at
-    least a fraction ``c`` of the in-distribution scores."""
-    ordered = np.sort(np.asarray(in_scores, np.float64).ravel())[::-1]
-    if not len(ordered):
-        raise ValueError("Need at least one in-distribution score.")
-    result = {}
-    for coverage in coverages:
-        if not 0 < coverage <= 1:
-            raise ValueError(f"Coverage must be in (0, 1], got {coverage}.")
-        keep = min(len(ordered), max(1, math.ceil(coverage * len(ordered) - 1e-9)))
-        result[coverage] = float(ordered[keep - 1])
-    return result
-
-
 def rejection_rate(out_scores: np.ndarray, threshold: float) -> float:
     """Fraction of scores below ``threshold``, i.e. rejected by the rule ``accept if score >= t``."""
     scores = np.asarray(out_scores, np.float64).ravel()
@@ -287,17 +285,26 @@ class SetScores:
     prediction: np.ndarray
 
 
-def score_sets(in_logits: np.ndarray, ood_logits: Mapping[str, np.ndarray]) -> dict[str, SetScores]:
+def set_scores(logits: np.ndarray, temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """Every score of :data:`SCORES` for ``logits``; MSP at ``temperature`` (calibrated)."""
+    logits = np.asarray(logits, np.float64)
+    return {"msp": msp_score(logits, temperature), "energy": energy_score(logits)}
+
+
+def score_sets(
+    in_logits: np.ndarray, ood_logits: Mapping[str, np.ndarray], temperature: float = 1.0
+) -> dict[str, SetScores]:
     """Every score of every OOD set and its AUROC against ``in_logits`` (the MNIST test set).
 
     The one place these figures are computed: the precompute writes them into the metadata and
-    the dashboard recomputes them from the stored logits with this same function.
+    the dashboard recomputes them from the stored logits with this same function. MSP is taken
+    at ``temperature`` (the checkpoint's, so it is the calibrated confidence users see).
     """
-    in_scores = {key: fn(in_logits) for key, fn in SCORES.items()}
+    in_scores = set_scores(in_logits, temperature)
     result = {}
     for name, logits in ood_logits.items():
         logits = np.asarray(logits, np.float64)
-        scores = {key: fn(logits) for key, fn in SCORES.items()}
+        scores = set_scores(logits, temperature)
         result[name] = SetScores(
             scores=scores,
             auroc={key: auroc(in_scores[key], scores[key]) for key in SCORES},
@@ -310,16 +317,18 @@ def ood_report(
     in_logits: np.ndarray,
     ood_logits: dict[str, np.ndarray],
     coverages: tuple[float, ...] = REPORT_COVERAGES,
+    temperature: float = 1.0,
 ) -> dict:
     """JSON-ready summary: per score the thresholds on the in-distribution set, and per set and
     score the AUROC and the rejection rate at each threshold (coverage keys as strings)."""
     report: dict = {"coverages": list(coverages), "thresholds": {}, "sets": {}}
     thresholds = {
-        key: thresholds_for_coverage(fn(in_logits), coverages) for key, fn in SCORES.items()
+        key: thresholds_for_coverage(scores, coverages)
+        for key, scores in set_scores(in_logits, temperature).items()
     }
     for key, table in thresholds.items():
         report["thresholds"][key] = {f"{c:.2f}": t for c, t in table.items()}
-    for name, scored in score_sets(in_logits, ood_logits).items():
+    for name, scored in score_sets(in_logits, ood_logits, temperature).items():
         entry: dict = {"n": len(scored.prediction)}
         for key in SCORES:
             entry[f"auroc_{key}"] = scored.auroc[key]

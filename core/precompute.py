@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from core.calibration import calibration_report
+from core.canvas_style import render_mnist_canvas
 from core.checkpoints import load_model, read_metadata, write_metadata
 from core.data import load_mnist, load_mnist_test
 from core.evalfile import EvalFile, OODSet, Reliability, eval_path, write_eval_file
@@ -27,14 +28,20 @@ from core.ood import (
     SCORE_LABELS,
     OODDataUnavailableError,
     load_ood_set,
+    msp_score,
     ood_report,
 )
+from core.preprocess import preprocess
 from core.selective import (
+    DEFAULT_KEEP,
     REPORT_COVERAGES,
     accuracy_at_coverage,
     area_under_risk_coverage,
     downsample_curve,
+    is_rejected,
+    operating_curve,
     risk_coverage,
+    threshold_for_keep,
 )
 
 OOD_SAMPLES = 2000
@@ -42,6 +49,7 @@ OOD_SEED = 0
 OOD_EXAMPLES = 16
 CURVE_POINTS = 500
 RELIABILITY_BINS = 15
+CANVAS_SAMPLES = 2000
 
 
 def build_ood_sets(
@@ -57,6 +65,49 @@ def build_ood_sets(
             unavailable[name] = str(error)
             print(f"warning: OOD set {name} skipped: {error}", file=sys.stderr)
     return sets, unavailable
+
+
+def build_canvas_digits(
+    test_images: torch.Tensor, test_labels: torch.Tensor, n: int = CANVAS_SAMPLES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` test digits re-drawn on the canvas (``core.canvas_style``, digit ``i`` with
+    its own generator ``(seed, i)``) and preprocessed as the dashboard does: uint8 images, labels."""
+    n = min(n, len(test_images))
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        canvas = render_mnist_canvas(test_images[i].numpy(), np.random.default_rng([seed, i]))[0]
+        images[i] = np.round(preprocess(canvas).image * 255.0).astype(np.uint8)
+    return images, test_labels[:n].numpy().astype(np.int64)
+
+
+def operating_report(
+    threshold: float,
+    temperature: float,
+    test: tuple[np.ndarray, np.ndarray],
+    canvas: tuple[np.ndarray, np.ndarray] | None,
+    ood_logits: Mapping[str, np.ndarray],
+) -> dict:
+    """What the operating point does: digits kept and accuracy of the kept ones (MNIST test,
+    canvas-style), and the share of every OOD set rejected. JSON-ready."""
+
+    def digits(logits: np.ndarray, labels: np.ndarray) -> dict:
+        kept = ~is_rejected(msp_score(logits, temperature), threshold)
+        right = logits.argmax(1) == labels
+        return {
+            "n": len(labels),
+            "kept": float(kept.mean()),
+            "accuracy": float(right.mean()),
+            "accuracy_kept": float(right[kept].mean()) if kept.any() else float("nan"),
+        }
+
+    return {
+        "mnist_test": digits(*test),
+        "canvas_digits": digits(*canvas) if canvas is not None else None,
+        "sets": {
+            name: float(is_rejected(msp_score(logits, temperature), threshold).mean())
+            for name, logits in ood_logits.items()
+        },
+    }
 
 
 def _validation_split(
@@ -77,13 +128,15 @@ def evaluate_variant(
     val_labels: torch.Tensor | None = None,
     ood_sets: Mapping[str, np.ndarray] | None = None,
     ood_unavailable: Mapping[str, str] | None = None,
+    canvas_digits: tuple[np.ndarray, np.ndarray] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> dict:
     """Evaluate one checkpoint, update its metadata, eval file and model card; return the metadata.
 
     The validation split (for temperature scaling) defaults to the one training used, rebuilt from
     the data directory with the seed in the metadata; the OOD sets default to
-    :func:`build_ood_sets`.
+    :func:`build_ood_sets`; ``canvas_digits`` (from :func:`build_canvas_digits`) adds the
+    canvas-style test digits to the evaluation.
 
     The evaluation file is a :class:`core.evalfile.EvalFile` (its module lists the keys).
 
@@ -103,7 +156,10 @@ def evaluate_variant(
     calibration = calibration_report(
         val_logits, val_labels.numpy(), logits, labels, bins=RELIABILITY_BINS
     )
-    curve = risk_coverage(probabilities, labels)
+    temperature = float(calibration["temperature"])
+    curve = risk_coverage(softmax(logits, temperature), labels)
+    val_curve = operating_curve(msp_score(val_logits, temperature))
+    threshold = threshold_for_keep(val_curve, DEFAULT_KEEP)
 
     if ood_sets is None:
         ood_sets, ood_unavailable = build_ood_sets(data_dir=data_dir)
@@ -115,7 +171,14 @@ def evaluate_variant(
         .astype(np.float32)
         for name, images in ood_sets.items()
     }
-    report = ood_report(logits, ood_logits)
+    report = ood_report(logits, ood_logits, temperature=temperature)
+    canvas_logits = None
+    if canvas_digits is not None:
+        canvas_logits = (
+            predict_logits(model, torch.from_numpy(canvas_digits[0]), normalization)
+            .astype(np.float16)
+            .astype(np.float32)
+        )
     for name, entry in report["sets"].items():
         entry["label"] = OOD_LABELS.get(name, name)
 
@@ -134,6 +197,8 @@ def evaluate_variant(
             )
             for name, out in ood_logits.items()
         },
+        canvas_logits=canvas_logits,
+        canvas_labels=None if canvas_digits is None else canvas_digits[1],
     )
 
     metadata.update(
@@ -163,6 +228,21 @@ def evaluate_variant(
                 f"{c:.2f}": accuracy_at_coverage(curve, c) for c in REPORT_COVERAGES
             },
         },
+        rejection={
+            "score": "calibrated maximum probability (softmax of logits / temperature)",
+            "temperature": temperature,
+            "fitted_on": "validation",
+            "default_keep": DEFAULT_KEEP,
+            "threshold": threshold,
+            "curve": val_curve,
+            "at_default": operating_report(
+                threshold,
+                temperature,
+                (logits, labels),
+                None if canvas_logits is None else (canvas_logits, canvas_digits[1]),
+                ood_logits,
+            ),
+        },
         ood={
             **report,
             "n_per_set": OOD_SAMPLES,
@@ -181,6 +261,7 @@ def evaluate_all(variants: list[str], directory: Path, data_dir: str | None) -> 
     """Evaluate each variant in turn (test set, validation split, OOD sets built once)."""
     test_images, test_labels = load_mnist_test(data_dir)
     ood_sets, unavailable = build_ood_sets(data_dir=data_dir)
+    canvas_digits = build_canvas_digits(test_images, test_labels)
     splits_by_seed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     results = []
     for variant in variants:
@@ -199,6 +280,7 @@ def evaluate_all(variants: list[str], directory: Path, data_dir: str | None) -> 
                 val_labels=val_labels,
                 ood_sets=ood_sets,
                 ood_unavailable=unavailable,
+                canvas_digits=canvas_digits,
                 data_dir=data_dir,
             )
         )

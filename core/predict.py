@@ -6,7 +6,11 @@ under its *own* normalisation. A prediction carries the probabilities, the top 3
 
 CLI::
 
-    python -m core.predict [--model cnn1|cnn2|cnn3|all] [--threshold T] [--json] FILE...
+    python -m core.predict [--model NAME|all] [--threshold T | --keep P | --no-reject] [--raw]
+                           [--json] FILE...
+
+Probabilities are calibrated (temperature scaling) and each model rejects ("not a digit, or too
+unsure") at its stored operating point, which keeps 98% of real digits, unless told otherwise.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from core.preprocess import (
     PreprocessResult,
     preprocess,
 )
-from core.selective import is_rejected
+from core.selective import is_rejected, threshold_for_keep
 
 TOP_K = 3
 BATCH_SIZE = 1000
@@ -48,9 +52,11 @@ DEFAULT_CLI_MODEL = "cnn3"
 class Prediction:
     """One model's answer for one image.
 
-    ``probabilities`` are the softmax over the 10 digits; ``confidence`` is the top one;
-    ``rejected`` is True when ``confidence`` is below ``threshold`` (the rule of
-    :func:`core.selective.is_rejected`), and ``reason`` then says why in a sentence.
+    ``probabilities`` are the softmax over the 10 digits, calibrated (``logits / temperature``)
+    unless ``calibrated`` is False; ``confidence`` is the top one. ``score`` is the calibrated
+    top probability, whatever is shown: ``rejected`` is True when it is below ``threshold`` (the
+    rule of :func:`core.selective.is_rejected`), and ``reason`` then says why in a sentence.
+    ``keep`` is the share of real (validation) digits that threshold keeps, when known.
     """
 
     model: str
@@ -60,15 +66,21 @@ class Prediction:
     top3: list[tuple[int, float]]
     rejected: bool
     threshold: float = 0.0
+    score: float | None = None
+    calibrated: bool = True
+    keep: float | None = None
 
     @property
     def reason(self) -> str | None:
         """Why the prediction is rejected (None when it is accepted)."""
         if not self.rejected:
             return None
+        score = self.confidence if self.score is None else self.score
+        kept = f", which keeps {self.keep:.1%} of real digits" if self.keep is not None else ""
         return (
-            f"the top probability ({self.digit} at {self.confidence:.1%}) is below the "
-            f"{self.threshold:.0%} threshold"
+            f"not a digit, or too unsure: its best guess {self.digit} has a calibrated "
+            f"confidence of {format_percent(score)}, below the threshold of {format_percent(self.threshold)}"
+            f"{kept}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,11 +94,29 @@ class Prediction:
         }
 
 
-def make_prediction(model: str, probabilities: np.ndarray, threshold: float) -> Prediction:
+def format_percent(value: float) -> str:
+    """A probability as a percentage with as many decimals as it needs (99.93%, not 100%)."""
+    for decimals in (0, 1, 2, 3):
+        text = f"{100 * value:.{decimals}f}"
+        if float(text) < 100 or value >= 1:
+            return f"{text}%"
+    return f"{100 * value:.4f}%"
+
+
+def make_prediction(
+    model: str,
+    probabilities: np.ndarray,
+    threshold: float,
+    *,
+    score: float | None = None,
+    calibrated: bool = True,
+    keep: float | None = None,
+) -> Prediction:
     """A :class:`Prediction` from a probability vector (ties go to the smaller digit).
 
-    A vector that is not 10 finite probabilities comes from a broken model, never from an image:
-    it raises :class:`CheckpointError` so no NaN ever reaches a user as an answer.
+    ``score`` is the calibrated confidence the rejection rule uses (the vector's top value when
+    omitted). A vector that is not 10 finite probabilities comes from a broken model, never from
+    an image: it raises :class:`CheckpointError` so no NaN ever reaches a user as an answer.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if probabilities.shape != (10,) or not np.isfinite(probabilities).all():
@@ -97,14 +127,22 @@ def make_prediction(model: str, probabilities: np.ndarray, threshold: float) -> 
     order = np.argsort(-probabilities, kind="stable")
     top = [(int(d), float(probabilities[d])) for d in order[:TOP_K]]
     digit, confidence = top[0]
+    score = confidence if score is None else float(score)
+    if not math.isfinite(score):
+        raise CheckpointError(
+            f"Model {model!r} produced a NaN confidence: its checkpoint is damaged."
+        )
     return Prediction(
         model,
         probabilities,
         digit,
         confidence,
         top,
-        is_rejected(confidence, threshold),
+        is_rejected(score, threshold),
         float(threshold),
+        score,
+        calibrated,
+        keep,
     )
 
 
@@ -160,20 +198,48 @@ class Predictor:
         """The normalisation ``variant`` was trained with."""
         return self.metadata[variant]["normalization"]
 
+    def temperature(self, variant: str) -> float:
+        """The temperature fitted on the validation split (1.0 for a checkpoint without one)."""
+        return float(self.metadata[variant].get("temperature", 1.0))
+
+    def operating_curve(self, variant: str) -> dict | None:
+        """``{"keep": [...], "threshold": [...]}`` measured on the validation split, if stored."""
+        return self.metadata[variant].get("rejection", {}).get("curve")
+
+    def default_keep(self, variant: str) -> float | None:
+        """The share of real digits the default operating point keeps, if stored."""
+        return self.metadata[variant].get("rejection", {}).get("default_keep")
+
+    def threshold_for(self, variant: str, keep: float | None = None) -> float:
+        """The calibrated-confidence threshold that keeps ``keep`` of real digits (the model's
+        default operating point when None); 0 (no rejection) for a checkpoint without a curve."""
+        curve = self.operating_curve(variant)
+        keep = self.default_keep(variant) if keep is None else keep
+        if curve is None or keep is None:
+            return 0.0
+        return threshold_for_keep(curve, keep)
+
     @torch.no_grad()
     def predict(
         self,
         result: PreprocessResult | np.ndarray,
-        threshold: float = 0.0,
+        threshold: float | None = None,
         variants: Sequence[str] | None = None,
+        *,
+        keep: float | None = None,
+        calibrated: bool = True,
     ) -> dict[str, Prediction]:
         """Predictions for one image, keyed by variant (all loaded ones unless ``variants``).
 
         ``result`` is a :class:`PreprocessResult` or a 28×28 image in [0, 1] (uint8 is scaled).
-        Blank input raises :class:`InvalidImageError`; ``rejected`` marks predictions whose
-        confidence is below ``threshold`` (0 rejects nothing).
+        Blank input raises :class:`InvalidImageError`. Probabilities are calibrated with each
+        checkpoint's temperature (raw softmax with ``calibrated=False``). A prediction is
+        rejected when its calibrated confidence is below ``threshold`` (0 rejects nothing); with
+        no ``threshold``, each model uses the threshold that keeps ``keep`` of real digits on
+        its validation split (its default operating point when ``keep`` is None too).
         """
-        threshold = _check_threshold(threshold)
+        if threshold is not None:
+            threshold = _check_threshold(threshold)
         chosen = self.variants if variants is None else tuple(variants)
         unknown = [v for v in chosen if v not in self.models]
         if unknown:
@@ -183,9 +249,22 @@ class Predictor:
         for variant in chosen:
             x = image_to_input(image, self.normalization(variant))
             with model_lock(self.models[variant]):
-                logits = self.models[variant](x)
-            probabilities = torch.softmax(logits.double(), dim=1)[0].numpy()
-            predictions[variant] = make_prediction(variant, probabilities, threshold)
+                logits = self.models[variant](x).double()
+            scaled = torch.softmax(logits / self.temperature(variant), dim=1)[0].numpy()
+            shown = scaled if calibrated else torch.softmax(logits, dim=1)[0].numpy()
+            if threshold is None:
+                cut = self.threshold_for(variant, keep)
+                kept = keep if keep is not None else self.default_keep(variant)
+            else:
+                cut, kept = threshold, None
+            predictions[variant] = make_prediction(
+                variant,
+                shown,
+                cut,
+                score=float(scaled.max()) if np.isfinite(scaled).all() else float("nan"),
+                calibrated=calibrated,
+                keep=kept if cut > 0 else None,
+            )
         return predictions
 
     @torch.no_grad()
@@ -277,20 +356,28 @@ def _not_a_file_message(mode: int) -> str:
 
 
 def predict_file(
-    path: str | os.PathLike[str], predictor: Predictor, threshold: float = 0.0
+    path: str | os.PathLike[str],
+    predictor: Predictor,
+    threshold: float | None = None,
+    *,
+    keep: float | None = None,
+    calibrated: bool = True,
 ) -> FileResult:
     """Read, preprocess and predict one file; every failure becomes ``error``, a sentence.
 
     Unreadable or invalid files, and a model that produces no valid probabilities (a damaged
     checkpoint: :class:`CheckpointError`), give an error for this file, never a traceback or a
-    NaN prediction, so the files after it are still processed.
+    NaN prediction, so the files after it are still processed. ``threshold``, ``keep`` and
+    ``calibrated`` are :meth:`Predictor.predict`'s (default: each model's operating point).
     """
     name = os.fsdecode(path)
     try:
         result = preprocess(read_upload(path))
         if result.blank:
             return FileResult(name, {}, BLANK_MESSAGE)
-        return FileResult(name, predictor.predict(result, threshold))
+        return FileResult(
+            name, predictor.predict(result, threshold, keep=keep, calibrated=calibrated)
+        )
     except InvalidImageError as error:
         return FileResult(name, {}, str(error))
     except CheckpointError as error:
@@ -306,12 +393,18 @@ def predict_file(
 
 
 def predict_files(
-    paths: Iterable[str | os.PathLike[str]], predictor: Predictor, threshold: float = 0.0
+    paths: Iterable[str | os.PathLike[str]],
+    predictor: Predictor,
+    threshold: float | None = None,
+    *,
+    keep: float | None = None,
+    calibrated: bool = True,
 ) -> Iterator[FileResult]:
     """:func:`predict_file` for each path, lazily, so results can be printed as they come."""
-    threshold = _check_threshold(threshold)
+    if threshold is not None:
+        threshold = _check_threshold(threshold)
     for path in paths:
-        yield predict_file(path, predictor, threshold)
+        yield predict_file(path, predictor, threshold, keep=keep, calibrated=calibrated)
 
 
 def printable(text: str) -> str:
@@ -343,12 +436,32 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"which model predicts (default: {DEFAULT_CLI_MODEL}); 'all' prints one line per "
         "file per model",
     )
-    parser.add_argument(
+    rejection = parser.add_mutually_exclusive_group()
+    rejection.add_argument(
         "--threshold",
         type=_threshold_arg,
-        default=0.0,
+        default=None,
         metavar="T",
-        help="reject predictions whose confidence is below T, in [0, 1] (default: 0)",
+        help="reject predictions whose calibrated confidence is below T, in [0, 1] (default: "
+        "each model's operating point, which keeps 98%% of real digits)",
+    )
+    rejection.add_argument(
+        "--keep",
+        type=_threshold_arg,
+        default=None,
+        metavar="P",
+        help="reject at the threshold that keeps the share P of real digits, e.g. 0.95",
+    )
+    rejection.add_argument(
+        "--no-reject",
+        action="store_true",
+        help="never reject: always answer with the most probable digit",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="print raw softmax probabilities instead of calibrated ones (rejection still uses "
+        "the calibrated confidence)",
     )
     parser.add_argument(
         "--json",
@@ -421,12 +534,13 @@ def _files_after_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -
     return [*options, "--", *files]
 
 
-def _text_line(file: str, prediction: Prediction, threshold: float) -> str:
-    top3 = "  ".join(f"{digit}:{p:.3f}" for digit, p in prediction.top3)
-    verdict = f"  REJECTED (confidence below {threshold:g})" if prediction.rejected else ""
+def _text_line(file: str, prediction: Prediction) -> str:
+    top3 = "  ".join(f"{digit}:{p:.4f}" for digit, p in prediction.top3)
+    verdict = f"  REJECTED: {prediction.reason}" if prediction.rejected else ""
+    kind = "confidence" if prediction.calibrated else "raw softmax"
     return (
         f"{printable(file)}: {prediction.model} predicts {prediction.digit} "
-        f"(confidence {prediction.confidence:.3f}; top 3 {top3}){verdict}"
+        f"({kind} {prediction.confidence:.4f}; top 3 {top3}){verdict}"
     )
 
 
@@ -448,7 +562,7 @@ def _prediction_lines(outcome: FileResult, args: argparse.Namespace) -> list[str
                 json.dumps({"file": outcome.file, **prediction.to_dict()}, allow_nan=False)
             )
         else:
-            lines.append(_text_line(outcome.file, prediction, args.threshold))
+            lines.append(_text_line(outcome.file, prediction))
     return lines
 
 
@@ -477,7 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     failed = False
     try:
-        for outcome in predict_files(args.files, predictor, args.threshold):
+        threshold = 0.0 if args.no_reject else args.threshold
+        outcomes = predict_files(
+            args.files, predictor, threshold, keep=args.keep, calibrated=not args.raw
+        )
+        for outcome in outcomes:
             lines = [] if outcome.error is not None else _prediction_lines(outcome, args)
             if outcome.error is not None or lines is None:
                 failed = True

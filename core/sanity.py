@@ -111,3 +111,56 @@ def cascading_randomization(
             SanityStep(name, attribution, rank_correlation(original, attribution, absolute))
         )
     return steps
+
+
+# A map still rank-correlated above this with the trained model's map after *every* layer was
+# randomised explains the input, not the model (Adebayo et al. 2018 call such methods "edge
+# detectors"); below it, the method depends on what the model learned.
+RHO_PASS = 0.5
+
+
+@dataclass(frozen=True)
+class SanityVerdict:
+    """Pass or fail of the cascading randomisation check, with the figures behind it.
+
+    ``final_rho``: Spearman ρ (absolute maps) between the trained model's map and the map with
+    every layer randomised; ``complexity_ratio``: entropy of the fully randomised map over the
+    trained one's (Hedström et al. 2024, eMPRT: a faithful method's map becomes less structured,
+    ratio > 1, when the model is destroyed).
+    """
+
+    passed: bool
+    final_rho: float
+    complexity_ratio: float
+    reason: str
+
+
+def map_entropy(attribution: np.ndarray) -> float:
+    """Discrete entropy of ``|map|`` normalised to a distribution over pixels (nats)."""
+    weights = np.abs(np.asarray(attribution, np.float64)).ravel()
+    total = weights.sum()
+    if not np.isfinite(total) or total <= 0:
+        return 0.0
+    p = weights[weights > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+def sanity_verdict(steps: list[SanityStep]) -> SanityVerdict:
+    """The verdict for one cascade (``cascading_randomization``'s steps)."""
+    if len(steps) < 2:
+        raise ValueError("A verdict needs the trained map and at least one randomised one.")
+    final = steps[-1]
+    before = map_entropy(steps[0].attribution)
+    ratio = map_entropy(final.attribution) / before if before > 0 else float("inf")
+    passed = abs(final.spearman) < RHO_PASS
+    if passed:
+        reason = (
+            f"with every layer randomised, ρ falls to {final.spearman:+.2f} (below {RHO_PASS}): "
+            "the map depends on the learned weights"
+        )
+    else:
+        reason = (
+            f"with every layer randomised, ρ is still {final.spearman:+.2f} (at least "
+            f"{RHO_PASS}): the map mostly follows the input's shape, not what the model learned"
+        )
+    return SanityVerdict(passed, float(final.spearman), float(ratio), reason)

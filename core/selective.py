@@ -8,11 +8,16 @@ given coverage. The precompute script and the dashboard both call these, so the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 REPORT_COVERAGES = (0.99, 0.95, 0.90)
+# The operating point is "keep this share of real digits" (validation split), the same meaning
+# for every model; thresholds are stored for every level so a slider can move in these units.
+DEFAULT_KEEP = 0.975
+KEEP_LEVELS: tuple[float, ...] = tuple(round(0.80 + 0.0025 * i, 4) for i in range(81))
 
 
 def is_rejected(confidence: float | np.ndarray, threshold: float) -> bool | np.ndarray:
@@ -109,3 +114,42 @@ def downsample_curve(curve: dict[str, np.ndarray], points: int = 500) -> dict[st
         return {key: np.asarray(value) for key, value in curve.items()}
     index = np.unique(np.linspace(0, n - 1, points).round().astype(int))
     return {key: np.asarray(value)[index] for key, value in curve.items()}
+
+
+def thresholds_for_coverage(
+    in_scores: np.ndarray, coverages: tuple[float, ...] = REPORT_COVERAGES
+) -> dict[float, float]:
+    """For each coverage ``c``: the highest threshold that still accepts (score >= threshold) at
+    least a fraction ``c`` of the in-distribution scores."""
+    ordered = np.sort(np.asarray(in_scores, np.float64).ravel())[::-1]
+    if not len(ordered):
+        raise ValueError("Need at least one in-distribution score.")
+    result = {}
+    for coverage in coverages:
+        if not 0 < coverage <= 1:
+            raise ValueError(f"Coverage must be in (0, 1], got {coverage}.")
+        keep = min(len(ordered), max(1, math.ceil(coverage * len(ordered) - 1e-9)))
+        result[coverage] = float(ordered[keep - 1])
+    return result
+
+
+def operating_curve(scores: np.ndarray, levels: tuple[float, ...] = KEEP_LEVELS) -> dict:
+    """For each keep level: the threshold that keeps that share of ``scores`` (real digits).
+
+    JSON-ready: ``{"keep": [...], "threshold": [...]}``, keep ascending, threshold descending.
+    """
+    table = thresholds_for_coverage(scores, levels)
+    return {"keep": list(levels), "threshold": [table[level] for level in levels]}
+
+
+def threshold_for_keep(curve: dict, keep: float) -> float:
+    """The threshold that keeps ``keep`` of real digits, interpolated on an operating curve.
+
+    ``keep >= 1`` switches rejection off (threshold 0); below the curve's range the lowest level's
+    threshold is used.
+    """
+    if not math.isfinite(keep) or keep >= 1.0:
+        return 0.0
+    levels = np.asarray(curve["keep"], np.float64)
+    thresholds = np.asarray(curve["threshold"], np.float64)
+    return float(np.interp(keep, levels, thresholds))

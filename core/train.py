@@ -35,6 +35,10 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    # Outlier exposure (Hendrycks et al. 2019): per batch of digits, this many outliers per digit,
+    # whose cross-entropy to the uniform distribution is added with this weight.
+    outlier_fraction: float = 0.25
+    outlier_weight: float = 0.5
 
     def to_dict(self) -> dict:
         """Plain-JSON form for metadata."""
@@ -81,6 +85,12 @@ def evaluate_split(
     return total_loss / len(images), correct / len(images)
 
 
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy between softmax(``logits``) and the uniform distribution: the outlier
+    exposure loss, smallest when every digit is equally (un)likely."""
+    return -F.log_softmax(logits, dim=1).mean(dim=1).mean()
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -92,21 +102,37 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     progress: tqdm | None = None,
+    outliers: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """One pass over shuffled, augmented training data; returns (mean loss, accuracy)."""
+    """One pass over shuffled, augmented training data; returns (mean loss, accuracy).
+
+    With ``outliers`` (uint8 ``[M, 28, 28]``), each batch also carries
+    ``outlier_fraction × batch`` of them, augmented like the digits, and the loss adds
+    ``outlier_weight ×`` their cross-entropy to uniform; the digits' loss and accuracy are
+    reported.
+    """
     model.train()
     order = torch.randperm(len(images), generator=generator)
     total_loss, correct, seen = 0.0, 0, 0
+    use_outliers = outliers is not None and len(outliers) > 0 and config.outlier_weight > 0
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         x = images[idx].float().div(255.0).unsqueeze(1)
+        n_digits = len(idx)
+        if use_outliers:
+            k = max(1, round(config.outlier_fraction * n_digits))
+            picked = torch.randint(len(outliers), (k,), generator=generator)
+            x = torch.cat([x, outliers[picked].float().div(255.0).unsqueeze(1)])
         if config.augment:
             x = augment_batch(x, generator, config.augmentation)
         x = to_input(x, normalization).to(device, memory_format=torch.channels_last)
         y = labels[idx].to(device)
         with _autocast(device):
-            logits = model(x).float()
+            all_logits = model(x).float()
+        logits = all_logits[:n_digits]
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        if use_outliers:
+            loss = loss + config.outlier_weight * uniform_cross_entropy(all_logits[n_digits:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -130,10 +156,12 @@ def fit(
     config: TrainConfig,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    outliers: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and keep the weights of the best validation epoch.
 
     Stops early when validation accuracy has not improved for ``config.patience`` epochs.
+    ``outliers`` (uint8 ``[M, 28, 28]``) turns on outlier exposure (:func:`train_one_epoch`).
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
@@ -173,6 +201,7 @@ def fit(
                 generator,
                 device,
                 bar,
+                outliers,
             )
         val_loss, val_acc = evaluate_split(
             model, val_images, val_labels, normalization, device=device

@@ -7,7 +7,6 @@ colour (``core.models.REGISTRY``), so a model looks the same on every page.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,9 +25,10 @@ def model_colour(variant: str) -> str | None:
 
 
 def probability_figure(
-    probs: Mapping[str, np.ndarray], threshold: float, height: int = 320
+    probs: Mapping[str, np.ndarray], threshold: float | None = None, height: int = 320
 ) -> go.Figure:
-    """Probabilities of all ten digits, one bar group per model, with the threshold line."""
+    """Probabilities of all ten digits, one bar group per model (with a threshold line when
+    ``threshold`` is given: one model's rejection threshold)."""
     traces = [
         {
             "type": "bar",
@@ -47,12 +47,14 @@ def probability_figure(
         "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
         "xaxis": {"tickmode": "array", "tickvals": list(DIGITS), "title": {"text": "digit"}},
         "yaxis": {"range": [0, 1.05], "tickformat": ".0%", "title": {"text": "probability"}},
-        "legend": {"orientation": "h", "y": 1.12},
-        "shapes": [
+        "legend": {"orientation": "h", "y": -0.3, "x": 0},
+    }
+    if threshold is not None:
+        layout["shapes"] = [
             {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold}
             | {"line": line}
-        ],
-        "annotations": [
+        ]
+        layout["annotations"] = [
             {
                 "xref": "paper",
                 "x": 0,
@@ -60,11 +62,10 @@ def probability_figure(
                 "yanchor": "bottom",
                 "xanchor": "left",
                 "showarrow": False,
-                "text": f"threshold {threshold:.0%}",
+                "text": f"threshold {threshold:.1%}",
                 "font": {"color": "#dc2626", "size": 11},
             }
-        ],
-    }
+        ]
     return go.Figure(data=traces, layout=layout)
 
 
@@ -158,15 +159,26 @@ def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, float]]
     return fig
 
 
+NINES_MAX = 6.0
+
+
+def nines(confidence: np.ndarray | float) -> np.ndarray:
+    """``-log10(1 - p)``, clipped to [0, 6]: 1 at 90%, 2 at 99%, 3 at 99.9%. Calibrated
+    confidences crowd into the top percent, where this scale spreads them out."""
+    p = np.clip(np.asarray(confidence, np.float64), 0.0, 1.0)
+    return np.clip(-np.log10(np.maximum(1.0 - p, 10**-NINES_MAX)), 0.0, NINES_MAX)
+
+
 def confidence_histogram(
     in_msp: np.ndarray, ood_msp: Mapping[str, np.ndarray], threshold: float
 ) -> go.Figure:
-    """Max-probability histograms, MNIST test vs each OOD set, with the threshold marked."""
+    """Calibrated-confidence histograms, MNIST test vs each OOD set, threshold marked, on a
+    "nines" axis (90%, 99%, 99.9%, ...)."""
     fig = go.Figure()
-    bins = dict(start=0.0, end=1.0001, size=0.02)
+    bins = dict(start=0.0, end=NINES_MAX + 0.001, size=0.1)
     fig.add_trace(
         go.Histogram(
-            x=in_msp,
+            x=nines(in_msp),
             name="MNIST test",
             histnorm="probability",
             xbins=bins,
@@ -174,11 +186,11 @@ def confidence_histogram(
             opacity=0.75,
         )
     )
-    palette = ["#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#64748b"]
+    palette = ["#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#64748b", "#0ea5e9", "#db2777"]
     for colour, (name, scores) in zip(palette * 2, ood_msp.items(), strict=False):
         fig.add_trace(
             go.Histogram(
-                x=scores,
+                x=nines(scores),
                 name=OOD_LABELS.get(name, name),
                 histnorm="probability",
                 xbins=bins,
@@ -186,18 +198,25 @@ def confidence_histogram(
                 opacity=0.55,
             )
         )
-    fig.add_vline(
-        x=threshold,
-        line_dash="dot",
-        line_color="#dc2626",
-        annotation_text=f"threshold {threshold:.2f}",
-    )
+    if threshold > 0:
+        fig.add_vline(
+            x=float(nines(threshold)),
+            line_dash="dot",
+            line_color="#dc2626",
+            annotation_text=f"threshold {100 * threshold:.3g}%",
+        )
+    ticks = list(range(int(NINES_MAX) + 1))
     fig.update_layout(
         barmode="overlay",
-        title="Maximum softmax probability",
+        title="Calibrated confidence (top probability)",
         height=420,
         margin=dict(l=10, r=10, t=50, b=10),
-        xaxis=dict(title="max probability", range=[0, 1.01]),
+        xaxis=dict(
+            title="confidence",
+            range=[0, NINES_MAX + 0.05],
+            tickvals=ticks,
+            ticktext=["0%", *(f"{100 - 10 ** (2 - k):.{max(0, k - 2)}f}%" for k in ticks[1:])],
+        ),
         yaxis=dict(title="share of images", tickformat=".0%"),
         legend=dict(orientation="h", y=-0.2),
     )
@@ -242,73 +261,5 @@ def risk_coverage_figure(
         xaxis=dict(title="coverage (share of test digits accepted)", tickformat=".0%"),
         yaxis=dict(title="accuracy of accepted", tickformat=".1%", range=[min(low, 0.99), 1.0005]),
         showlegend=False,
-    )
-    return fig
-
-
-def sanity_figure(steps: Sequence[Any]) -> go.Figure:
-    """Spearman correlation with the trained map after each cascading randomisation step."""
-    fig = go.Figure(
-        go.Scatter(
-            x=[step.layer if step.layer != "original" else "trained" for step in steps],
-            y=[step.spearman for step in steps],
-            mode="lines+markers",
-            line=dict(color="#4f46e5"),
-            hovertemplate="%{x}: ρ = %{y:.3f}<extra></extra>",
-        )
-    )
-    fig.add_hline(y=0, line_color="#9ca3af")
-    fig.update_layout(
-        height=300,
-        margin=dict(l=10, r=10, t=40, b=10),
-        title="Rank correlation with the trained model's map",
-        xaxis=dict(title="randomised down to layer"),
-        yaxis=dict(title="Spearman ρ", range=[-1.05, 1.05]),
-    )
-    return fig
-
-
-def reliability_figure(
-    before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray]
-) -> go.Figure:
-    """Reliability diagram: accuracy per confidence bin before and after temperature scaling."""
-    edges = np.asarray(before["edges"])
-    centres = (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line=dict(color="#9ca3af", dash="dot"),
-            name="perfectly calibrated",
-            hoverinfo="skip",
-        )
-    )
-    for label, bins, colour in (
-        ("before (softmax)", before, "#f59e0b"),
-        ("after temperature scaling", after, "#4f46e5"),
-    ):
-        count = np.asarray(bins["count"])
-        keep = count > 0
-        fig.add_trace(
-            go.Scatter(
-                x=np.asarray(bins["confidence"])[keep],
-                y=np.asarray(bins["accuracy"])[keep],
-                customdata=np.stack([centres[keep], count[keep]], axis=1),
-                mode="lines+markers",
-                marker=dict(size=np.clip(np.sqrt(count[keep]) / 4, 5, 18), color=colour),
-                line=dict(color=colour),
-                name=label,
-                hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>"
-                "%{customdata[1]:.0f} images<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        title="Reliability: accuracy against confidence (marker size: images per bin)",
-        height=420,
-        margin=dict(l=10, r=10, t=50, b=10),
-        xaxis=dict(title="mean confidence in bin", range=[0, 1.02]),
-        yaxis=dict(title="accuracy in bin", range=[0, 1.02]),
-        legend=dict(orientation="h", y=-0.2),
     )
     return fig

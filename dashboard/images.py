@@ -67,6 +67,26 @@ def overlay_pixels(
     return to_pixels(blended.round().astype(np.uint8), size)
 
 
+def signed_overlay_pixels(
+    image: np.ndarray, heat: np.ndarray, size: int = PREVIEW_PIXELS, alpha: float = 0.75
+) -> np.ndarray:
+    """RGB picture of a map on a symmetric scale over a faint digit: red for, blue against.
+
+    The map is divided by its largest magnitude, so every map of a grid shares the scale
+    [-1, 1] (white = 0); a non-negative map only ever shows red.
+    """
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+    peak = float(np.abs(heat).max())
+    scaled = heat / peak if peak > 0 else heat
+    red = np.array([220, 38, 38], np.float32)
+    blue = np.array([37, 99, 235], np.float32)
+    colour = np.where(scaled[..., None] >= 0, red, blue)
+    gray = 255.0 - np.repeat(np.clip(image, 0, 1)[..., None] * 90.0, 3, axis=2)
+    weight = alpha * np.abs(scaled)[..., None]
+    blended = (1 - weight) * gray + weight * colour
+    return to_pixels(blended.round().astype(np.uint8), size)
+
+
 def _square_layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
     """Layout of an image-like figure: square pixels, row 0 on top, no axes.
 

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError
+from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, read_json_object
 from core.data import load_mnist_test, resolve_data_dir
 from core.evalfile import EvalFile, EvalFileError, read_eval_file
 from core.models import VARIANTS
@@ -139,6 +139,26 @@ def eval_file(variant: str) -> EvalFile:
     """The precomputed, validated test-set evaluation of a variant (``EvalFileError`` if bad)."""
     directory = checkpoint_dir()
     return cached_eval_file(variant, directory, directory_signature(directory))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _artifact(name: str, directory: str, signature: tuple) -> dict | None:
+    path = Path(directory) / name
+    if not path.exists():
+        return None
+    return read_json_object(path, f"Precomputed {name}", error=EvalFileError)
+
+
+def faithfulness_table() -> dict | None:
+    """``checkpoints/faithfulness.json`` (``scripts/faithfulness.py``), None if not computed."""
+    directory = checkpoint_dir()
+    return _artifact("faithfulness.json", directory, directory_signature(directory))
+
+
+def robustness_table() -> dict | None:
+    """``checkpoints/robustness.json`` (``scripts/robustness.py``), None if not computed."""
+    directory = checkpoint_dir()
+    return _artifact("robustness.json", directory, directory_signature(directory))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the MNIST test images…")

@@ -7,6 +7,7 @@ page is its file in ``views/`` plus one entry here.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import streamlit as st
@@ -52,6 +53,14 @@ PAGES: dict[str, PageSpec] = {
             "every conv layer's feature maps for the current digit",
         ),
         PageSpec(
+            "units",
+            "What each unit does",
+            "views/units.py",
+            ":material/neurology:",
+            "units",
+            "one channel's kernel, favourite test digits, arithmetic, and switching channels off",
+        ),
+        PageSpec(
             "attributions",
             "Grad-CAM & attributions",
             "views/attributions.py",
@@ -76,6 +85,14 @@ PAGES: dict[str, PageSpec] = {
             "the test-set mistakes: confusion matrix and gallery",
         ),
         PageSpec(
+            "embedding",
+            "Embedding & neighbours",
+            "views/embedding.py",
+            ":material/scatter_plot:",
+            "embedding",
+            "where a digit lies among the others: feature map, neighbours, what flips the answer",
+        ),
+        PageSpec(
             "rejection",
             "Rejection & OOD",
             "views/rejection.py",
@@ -93,9 +110,31 @@ def page_link(key: str, label: str | None = None) -> None:
     st.page_link(spec.file, label=label or spec.title, icon=spec.icon)
 
 
+def _warm_up() -> None:
+    """On a fresh server the first visitor waits for PyTorch and the models to load (several
+    seconds): paint a visible progress message first, load them, then clear it. Later runs skip
+    this in microseconds (the modules and the model cache are already there)."""
+    if "dashboard.loaders" in sys.modules:
+        return
+    notice = st.empty()
+    with notice.container(), st.status("Starting digit-lens…", expanded=True) as status:
+        st.write("Loading PyTorch (first visit after the server started)…")
+        from dashboard import loaders
+
+        st.write("Loading and verifying the models…")
+        loaders.model_store()
+        status.update(label="Ready", state="complete")
+    notice.empty()
+
+
 def run() -> None:
     """Set up the app and run the page the user chose (the entry point's only job)."""
     st.set_page_config(page_title="digit-lens", page_icon=":material/draw:", layout="wide")
+    _warm_up()
+    from dashboard import links
+
+    links.apply_once()
+    links.update()
     pages = [
         st.Page(
             spec.file,

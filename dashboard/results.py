@@ -15,7 +15,9 @@ import numpy as np
 import streamlit as st
 
 from core.explain import LayerActivation, activations, attribute, conv_layer_names
+from core.faithfulness import BASELINE_MAPS, Faithfulness, edge_map, faithfulness, random_map
 from core.inputs import image_to_input
+from core.methods import METHODS
 from core.ood import SetScores, score_sets
 from core.predict import Prediction
 from core.sanity import SanityStep, cascading_randomization
@@ -30,15 +32,22 @@ def _directory() -> tuple[str, tuple]:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _predictions(
-    image: np.ndarray, threshold: float, directory: str, signature: tuple
+    image: np.ndarray, keep: float, directory: str, signature: tuple
 ) -> dict[str, Prediction]:
-    return loaders.load_store(directory, signature).predictor.predict(image, threshold)
+    return loaders.load_store(directory, signature).predictor.predict(image, keep=keep)
 
 
-def predictions(image: np.ndarray, threshold: float = 0.0) -> dict[str, Prediction]:
-    """``core.predict.Prediction`` (top-3, verdict at ``threshold``) of every loaded model."""
+def predictions(image: np.ndarray, keep: float) -> dict[str, Prediction]:
+    """Calibrated ``core.predict.Prediction`` (top-3, verdict and reason) of every loaded model,
+    each rejecting at the threshold that keeps ``keep`` of real digits."""
     loaders.predictor()
-    return _predictions(image, float(threshold), *_directory())
+    return _predictions(image, float(keep), *_directory())
+
+
+def thresholds(keep: float) -> dict[str, float]:
+    """Each loaded model's calibrated-confidence threshold that keeps ``keep`` of real digits."""
+    pred = loaders.predictor()
+    return {variant: pred.threshold_for(variant, keep) for variant in pred.models}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -114,9 +123,41 @@ def sanity_steps(
     return _sanity(image, variant, method, int(target), layer, *_directory())
 
 
-def last_conv_layer(variant: str) -> str:
-    """Name of a model's last conv layer (the usual Grad-CAM layer)."""
-    return conv_layer_names(loaders.model_and_metadata(variant)[0])[-1]
+@st.cache_data(max_entries=32, show_spinner="Measuring how faithful each map is…")
+def _faithfulness(
+    image: np.ndarray,
+    variant: str,
+    target: int,
+    layer: str | None,
+    road: bool,
+    directory: str,
+    signature: tuple,
+) -> dict[str, Faithfulness]:
+    maps = {
+        method.label: _attribution(
+            image, variant, key, target, layer if method.needs_layer else None, directory, signature
+        )
+        for key, method in METHODS.items()
+        if layer is not None or not method.needs_layer
+    }
+    maps[BASELINE_MAPS["random"]] = random_map()
+    maps[BASELINE_MAPS["edges"]] = edge_map(image)
+    model, metadata = loaders.cached_model(variant, directory, signature)
+    return faithfulness(model, image, target, maps, metadata["normalization"], road=road)
+
+
+def map_faithfulness(
+    image: np.ndarray, variant: str, target: int, layer: str | None, road: bool = False
+) -> dict[str, Faithfulness]:
+    """Deletion/insertion curves (ROAD with ``road``) of every method's map and the two
+    baselines, keyed by label (cached per image, model, target, layer)."""
+    return _faithfulness(image, variant, int(target), layer, bool(road), *_directory())
+
+
+def last_conv_layer(variant: str) -> str | None:
+    """Name of a model's last conv layer (the usual Grad-CAM layer); None without conv layers."""
+    layers = conv_layer_names(loaders.model_and_metadata(variant)[0])
+    return layers[-1] if layers else None
 
 
 def forward_latency_ms(variant: str, image: np.ndarray) -> float:
@@ -129,9 +170,10 @@ def forward_latency_ms(variant: str, image: np.ndarray) -> float:
 def _ood_scores(variant: str, directory: str, signature: tuple) -> dict[str, SetScores]:
     evaluation = loaders.cached_eval_file(variant, directory, signature)
     logits = {name: entry.logits for name, entry in evaluation.ood.items()}
-    return score_sets(evaluation.logits, logits)
+    return score_sets(evaluation.logits, logits, evaluation.temperature)
 
 
 def ood_scores(variant: str) -> dict[str, SetScores]:
-    """Every OOD set's scores and AUROCs, from the stored logits with ``core.ood.score_sets``."""
+    """Every OOD set's scores (MSP calibrated with the checkpoint's temperature) and AUROCs, from
+    the stored logits with ``core.ood.score_sets``."""
     return _ood_scores(variant, *_directory())

@@ -23,6 +23,7 @@ INPUT_KEY = "dl.input"
 CANVAS_KEY = "dl.draw.canvas"
 CANVAS_STATE_KEY = "dl.canvas.state"
 CANVAS_DRAWING_KEY = "dl.canvas.drawing"
+CANVAS_GENERATION_KEY = "dl.canvas.generation"
 UPLOAD_KEY = "dl.draw.upload"
 UPLOAD_STATE_KEY = "dl.upload.state"
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif")
@@ -38,6 +39,8 @@ class CurrentInput:
     name: str
     digest: str
     stages: tuple[tuple[str, np.ndarray], ...] = ()
+    label: int | None = None
+    test_index: int | None = None
 
     @classmethod
     def from_result(cls, result: PreprocessResult, source: str, name: str) -> CurrentInput:
@@ -46,15 +49,24 @@ class CurrentInput:
         return cls(image, source, name, _digest(image.tobytes()), tuple(result.stages.items()))
 
     @classmethod
-    def from_image(cls, image: np.ndarray, source: str = "sample", name: str = "") -> CurrentInput:
-        """From a ready 28×28 image in [0, 1] (or uint8), e.g. an MNIST test digit."""
+    def from_image(
+        cls,
+        image: np.ndarray,
+        source: str = "sample",
+        name: str = "",
+        label: int | None = None,
+        test_index: int | None = None,
+    ) -> CurrentInput:
+        """From a ready 28×28 image in [0, 1] (or uint8), e.g. an MNIST test digit with its
+        true ``label`` and its ``test_index``."""
         array = np.asarray(image)
         if array.dtype == np.uint8:
             array = array / 255.0
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.shape != (28, 28):
             raise InvalidImageError(f"Expected a 28×28 image, got shape {array.shape}.")
-        return cls(array, source, name, _digest(array.tobytes()), (("28×28", array),))
+        digest = _digest(array.tobytes())
+        return cls(array, source, name, digest, (("28×28", array),), label, test_index)
 
     def describe(self) -> str:
         """One line for captions, Markdown-safe (file names are escaped)."""
@@ -62,7 +74,8 @@ class CurrentInput:
             return "your drawing"
         if self.source == "upload":
             return f"uploaded file “{escape_markdown(self.name)}”"
-        return escape_markdown(self.name or self.source)
+        text = escape_markdown(self.name or self.source)
+        return text + (f" (true label **{self.label}**)" if self.label is not None else "")
 
 
 def _digest(data: bytes) -> str:
@@ -76,8 +89,15 @@ def current_input() -> CurrentInput | None:
 
 
 def set_current_input(value: CurrentInput | None) -> None:
-    """Make ``value`` the digit every page inspects (None clears it)."""
+    """Make ``value`` the digit every page inspects (None clears it).
+
+    A test digit chosen elsewhere also clears the remembered canvas drawing, so the Draw page
+    shows that digit instead of a stale drawing.
+    """
     st.session_state[INPUT_KEY] = value
+    if value is not None and value.source == "sample":
+        st.session_state.pop(CANVAS_DRAWING_KEY, None)
+        st.session_state.pop(f"{CANVAS_DRAWING_KEY}.initial", None)
 
 
 def require_input() -> CurrentInput:
@@ -136,8 +156,10 @@ def take_upload(uploaded: Any | None) -> None:
     """Feed an uploaded file into the current input, showing why when it cannot be used.
 
     A file is taken once (when it first appears), so a later drawing is not overridden by an
-    upload still sitting in the box; its message stays visible while the file is there. A bad
-    file never replaces the current input.
+    upload still sitting in the box; its message stays visible while the file is there. A file
+    that cannot be used clears the current input (its old predictions would otherwise look like
+    the answer for the new file), with the reason shown; a drawing stays on the canvas, and the
+    next stroke makes it current again.
     """
     if uploaded is None:
         st.session_state.pop(UPLOAD_STATE_KEY, None)
@@ -148,6 +170,7 @@ def take_upload(uploaded: Any | None) -> None:
         try:
             result = preprocess_bytes(uploaded.getvalue())
         except InvalidImageError as error:
+            set_current_input(None)
             state = (
                 uploaded.file_id,
                 "error",
@@ -155,6 +178,7 @@ def take_upload(uploaded: Any | None) -> None:
             )
         else:
             if result.blank:
+                set_current_input(None)
                 state = (
                     uploaded.file_id,
                     "blank",
@@ -167,7 +191,7 @@ def take_upload(uploaded: Any | None) -> None:
     if state[1] == "error":
         st.error(f"**This file cannot be used.** {state[2]}", icon=":material/broken_image:")
     elif state[1] == "blank":
-        st.info(state[2], icon=":material/crop_free:")
+        st.warning(state[2], icon=":material/crop_free:")
 
 
 def canvas_initial_drawing(arrived: bool) -> dict | None:
@@ -188,3 +212,41 @@ def remember_drawing(json_data: dict | None) -> None:
     """Keep the canvas's Fabric.js JSON so the drawing survives a page switch."""
     if json_data is not None:
         st.session_state[CANVAS_DRAWING_KEY] = json_data
+
+
+def canvas_key() -> str:
+    """The canvas widget's key: a new one mounts a fresh canvas (how Clear and Undo work)."""
+    return f"{CANVAS_KEY}.{st.session_state.get(CANVAS_GENERATION_KEY, 0)}"
+
+
+def _remount_canvas(drawing: dict | None) -> None:
+    st.session_state[CANVAS_GENERATION_KEY] = st.session_state.get(CANVAS_GENERATION_KEY, 0) + 1
+    st.session_state[CANVAS_DRAWING_KEY] = drawing
+    st.session_state[f"{CANVAS_DRAWING_KEY}.initial"] = drawing
+    st.session_state.pop(CANVAS_STATE_KEY, None)
+
+
+def clear_canvas() -> None:
+    """Start over: an empty canvas, and a drawing is no longer the current input."""
+    _remount_canvas(None)
+    current = current_input()
+    if current is not None and current.source == "canvas":
+        set_current_input(None)
+
+
+def undo_stroke() -> None:
+    """Take back the last stroke (the canvas is mounted again with the strokes before it)."""
+    drawing = st.session_state.get(CANVAS_DRAWING_KEY)
+    objects = list((drawing or {}).get("objects", []))
+    if not objects:
+        return
+    trimmed = {**drawing, "objects": objects[:-1]}
+    _remount_canvas(trimmed if objects[:-1] else None)
+    if not objects[:-1]:
+        clear_canvas()
+
+
+def strokes_drawn() -> int:
+    """How many strokes the remembered drawing holds (for enabling Undo and Clear)."""
+    drawing = st.session_state.get(CANVAS_DRAWING_KEY)
+    return len((drawing or {}).get("objects", []))

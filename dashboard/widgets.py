@@ -1,4 +1,4 @@
-"""Widgets shared between pages: the model pickers and the rejection threshold.
+"""Widgets shared between pages: the model pickers and the rejection operating point.
 
 Their values survive page switches: Streamlit forgets a widget's state when a page without it
 runs, so each value lives under a plain session-state key (:func:`_persisted_widget`).
@@ -10,15 +10,14 @@ from typing import Any
 
 import streamlit as st
 
+from core.checkpoints import CheckpointError
 from core.models import REGISTRY
+from core.selective import DEFAULT_KEEP
 from dashboard import loaders
 
-THRESHOLD_KEY = "dl.threshold"
+KEEP_KEY = "dl.keep"
 MODEL_KEY = "dl.model"
 MODELS_KEY = "dl.models"
-# With the shipped models this keeps 95-98% of MNIST test digits (at 99.95-99.98% accuracy) and
-# rejects 86-93% of Fashion-MNIST and 72-75% of scribbles; see the Rejection & OOD page.
-DEFAULT_THRESHOLD = 0.7
 
 
 def _persisted_widget(widget: Any, key: str, default: Any, **kwargs: Any) -> Any:
@@ -40,41 +39,67 @@ def _persisted_widget(widget: Any, key: str, default: Any, **kwargs: Any) -> Any
     return value
 
 
-def threshold_slider(*, sidebar: bool = False) -> float:
-    """The rejection threshold, shared by the Draw and the Rejection pages."""
+def keep_slider(*, sidebar: bool = False) -> float:
+    """The rejection operating point as the share of real digits kept, shared by every page.
+
+    The same share means the same for every model (each has its own threshold that keeps it on
+    its validation digits); 100% switches rejection off.
+    """
     target = st.sidebar if sidebar else st
-    return float(
-        _persisted_widget(
-            target.slider,
-            THRESHOLD_KEY,
-            DEFAULT_THRESHOLD,
-            label="Rejection threshold (minimum confidence)",
-            min_value=0.0,
-            max_value=1.0,
-            step=0.01,
-            help="Predictions whose top probability is below this are answered with "
-            "“not sure / not a digit”. The same threshold is used on the Rejection page.",
-        )
+    percent = _persisted_widget(
+        target.slider,
+        KEEP_KEY,
+        round(100 * DEFAULT_KEEP, 2),
+        label="Real digits kept (rejection operating point)",
+        min_value=80.0,
+        max_value=100.0,
+        step=0.25,
+        format="%.2f%%",
+        help="Each model rejects (“not a digit, or too unsure”) what it is less confident about "
+        "than the least confident digits it keeps: at 98%, it keeps 98% of real digits on its "
+        "validation set and turns away everything less digit-like. 100% rejects nothing. The "
+        "equivalent calibrated-confidence threshold of each model is shown beside it.",
     )
+    return float(percent) / 100.0
 
 
-def threshold() -> float:
-    """The shared rejection threshold, for pages that use it without showing the slider."""
-    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
+def keep() -> float:
+    """The shared operating point (share of real digits kept), for pages without the slider."""
+    return float(st.session_state.get(KEEP_KEY, round(100 * DEFAULT_KEEP, 2))) / 100.0
 
 
-def model_picker(label: str = "Model") -> str:
-    """One model for pages that inspect a single model (sidebar, shared between pages)."""
+def default_model(variants: list[str]) -> str:
+    """The model a page starts with: the deepest CNN that loaded, else the first model."""
+    cnns = [v for v in variants if v in REGISTRY and REGISTRY[v].conv_blocks]
+    return max(cnns, key=lambda v: REGISTRY[v].conv_blocks) if cnns else variants[0]
+
+
+def model_picker(label: str = "Model", conv_only: bool = False) -> str:
+    """One model for pages that inspect a single model (sidebar, shared between pages).
+
+    ``conv_only`` pages (feature maps, Grad-CAM) offer only the CNNs; if the shared choice is a
+    model without conv layers, the page says so and shows the deepest CNN instead.
+    """
     variants = loaders.loaded_variants()
+    options = [v for v in variants if REGISTRY[v].conv_blocks] if conv_only else variants
+    if not options:
+        raise CheckpointError("This page needs a CNN, and no CNN checkpoint could be loaded.")
     stored = st.session_state.get(MODEL_KEY)
-    if stored not in variants:
+    if conv_only and stored in variants and stored not in options:
+        st.info(
+            f"**{model_label(stored)}** has no conv layers, so it has no feature maps or "
+            f"Grad-CAM: showing {model_label(default_model(options))} instead. Its pixel "
+            "attributions are on the Grad-CAM & attributions page.",
+            icon=":material/info:",
+        )
+    if stored not in options:
         st.session_state.pop(MODEL_KEY, None)
     return _persisted_widget(
         st.sidebar.selectbox,
         MODEL_KEY,
-        variants[-1],
+        default_model(options),
         label=label,
-        options=variants,
+        options=options,
         format_func=model_label,
     )
 

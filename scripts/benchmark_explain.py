@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from core.checkpoints import DEFAULT_DIRECTORY, CheckpointError, load_model
 from core.data import DataUnavailableError, load_mnist_test
 from core.explain import activations, attribute, conv_layer_names, gradcam
+from core.faithfulness import edge_map, faithfulness, random_map
 from core.inputs import to_input
 from core.methods import METHODS
 from core.models import VARIANTS
@@ -26,6 +27,7 @@ from core.sanity import cascading_randomization
 from core.timing import time_calls
 
 GRADCAM_TARGET_MS = 15.0
+FAITHFULNESS_TARGET_MS = 300.0
 ACTIVATIONS_TARGET_MS = 5.0
 
 
@@ -70,9 +72,28 @@ def benchmark_variant(
         repeats = args.repeats if method.key == "saliency" else args.slow_repeats
         call = partial(attribute, model, x, method.key, target, normalization=normalization)
         print(time_calls(call, repeats, warmup=2).row(method.label))
-    call = partial(cascading_randomization, model, x, "gradcam", target, layer=layers[-1])
-    ms = time_calls(call, args.slow_repeats, warmup=2)
-    print(ms.row(f"sanity check (Grad-CAM, {len(layers) + 2} layers)"))
+    layer = layers[-1] if layers else None
+    if layer is not None:
+        call = partial(cascading_randomization, model, x, "gradcam", target, layer=layer)
+        ms = time_calls(call, args.slow_repeats, warmup=2)
+        print(ms.row(f"sanity check (Grad-CAM, {len(layers) + 2} layers)"))
+    image01 = image[0].float().numpy() / (255.0 if image.dtype == torch.uint8 else 1.0)
+    maps = {
+        key: attribute(
+            model, x, key, target, layer=layer if m.needs_layer else None,
+            normalization=normalization,
+        )
+        for key, m in METHODS.items()
+        if layer is not None or not m.needs_layer
+    }  # fmt: skip
+    maps["random"], maps["edges"] = random_map(), edge_map(image01)
+    for road in (False, True):
+        call = partial(faithfulness, model, image01, target, maps, normalization, road=road)
+        label = (
+            f"faithfulness of {len(maps)} maps ({'with ROAD' if road else 'deletion + insertion'})"
+        )
+        target_ms = None if road else FAITHFULNESS_TARGET_MS
+        print(time_calls(call, args.slow_repeats, warmup=1).row(label, target_ms))
 
 
 def main(argv: list[str] | None = None) -> int:

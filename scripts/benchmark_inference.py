@@ -92,15 +92,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nno predictions: {error}")
         return 1
     result = preprocess(canvas)
-    print("\nprediction (one digit)")
-    row("all three models", time_calls(lambda: predictor.predict(result), args.repeats))
-    for variant in predictor.models:
-        row(
-            f"{variant} alone",
-            time_calls(lambda v=variant: predictor.predict(result, variants=[v]), args.repeats),
-        )
+    print("\nprediction (one digit, calibrated)")
     row(
-        "canvas → preprocess → all three models",
+        "every model, default operating point",
+        time_calls(lambda: predictor.predict(result), args.repeats),
+    )
+    row(
+        "every model, rejection off",
+        time_calls(lambda: predictor.predict(result, 0.0), args.repeats),
+    )
+    for variant in predictor.models:
+        with_rejection = time_calls(
+            lambda v=variant: predictor.predict(result, variants=[v]), args.repeats
+        )
+        without = time_calls(
+            lambda v=variant: predictor.predict(result, 0.0, variants=[v]), args.repeats
+        )
+        row(f"{variant} alone, with rejection", with_rejection)
+        print(f"    rejection adds {with_rejection.p50 - without.p50:+.3f} ms (p50) to {variant}")
+    row(
+        "canvas → preprocess → every model",
         time_calls(lambda: predictor.predict(preprocess(canvas)), args.repeats),
     )
 

@@ -19,13 +19,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.canvas_style import STROKES, stroke_mask
 from core.checkpoints import DEFAULT_DIRECTORY, save_checkpoint
 from core.data import DataUnavailableError, MnistSplits, load_mnist, normalization_stats
 from core.models import REGISTRY, VARIANTS, count_parameters, layer_summary
-from core.precompute import build_ood_sets, evaluate_variant
+from core.outliers import build_outlier_pool
+from core.precompute import OOD_SAMPLES, build_canvas_digits, build_ood_sets, evaluate_variant
 from core.train import TrainConfig, fit
+from scripts.evaluate_all import print_operating_point
 
 DRY_RUN_TRAIN, DRY_RUN_VAL, DRY_RUN_TEST = 512, 256, 512
+# Outlier-exposure pool: non-digit images built in code (core.outliers), once per run.
+OUTLIER_POOL = 20_000
+DRY_RUN_POOL = 256
+DRY_RUN_OOD = 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +63,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def synthetic_splits(seed: int) -> MnistSplits:
+    """Stroke-drawn 0, 1, 4 and 7 at random sizes and places (``core.canvas_style``), so
+    ``--dry-run`` checks the whole pipeline offline, in seconds, without MNIST."""
+    rng = np.random.default_rng([seed, 99])
+    digits = sorted(STROKES)
+    n = DRY_RUN_TRAIN + DRY_RUN_VAL + DRY_RUN_TEST
+    labels = np.array([digits[i % len(digits)] for i in range(n)])
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, digit in enumerate(labels):
+        top, left = rng.uniform(2, 6), rng.uniform(4, 9)
+        box = (left, top, left + rng.uniform(12, 16), top + rng.uniform(18, 22))
+        ink = stroke_mask(int(digit), size=(28, 28), box=box, width=rng.uniform(1.5, 3.0))
+        images[i] = np.round(ink * 255).astype(np.uint8)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    a, b = DRY_RUN_TRAIN, DRY_RUN_TRAIN + DRY_RUN_VAL
+    return MnistSplits(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:])
+
+
 def shrink(splits: MnistSplits) -> MnistSplits:
     """A few hundred images of each split, for ``--dry-run``."""
     return MnistSplits(
@@ -75,10 +100,13 @@ def train_variant(
     out_dir: Path,
     progress: bool,
     ood: tuple[dict[str, np.ndarray], dict[str, str]],
+    outliers: np.ndarray,
+    canvas_digits: tuple[np.ndarray, np.ndarray],
 ) -> dict:
     """Train one variant, save its checkpoint, evaluate it; returns its final metadata.
 
-    ``ood`` is :func:`build_ood_sets`'s result, built once for all variants.
+    ``ood`` is :func:`build_ood_sets`'s result, ``outliers`` the outlier-exposure pool and
+    ``canvas_digits`` :func:`build_canvas_digits`'s result, all built once for all variants.
     """
     normalization = normalization_stats(splits.train_images)
     torch.manual_seed(config.seed)  # initial weights depend on the seed, not on earlier variants
@@ -106,6 +134,7 @@ def train_variant(
         config,
         progress=progress,
         on_epoch=report,
+        outliers=torch.from_numpy(outliers),
     )
     metadata = {
         "params": count_parameters(model),
@@ -127,6 +156,7 @@ def train_variant(
             "stopped_early": result.stopped_early,
             "seconds": round(result.seconds, 1),
             "train_size": len(splits.train_images),
+            "outlier_pool": {"size": len(outliers), "builder": "core.outliers.build_outlier_pool"},
             "val_size": len(splits.val_images),
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({platform.machine()})",
             "threads": torch.get_num_threads(),
@@ -143,6 +173,7 @@ def train_variant(
         val_labels=splits.val_labels,
         ood_sets=ood[0],
         ood_unavailable=ood[1],
+        canvas_digits=canvas_digits,
     )
 
 
@@ -159,6 +190,9 @@ def print_summary(results: list[dict]) -> None:
             f"{meta['test_ece']:>7.4f} {training['seconds']:>6.0f}s"
         )
     print(f"total training time: {sum(m['training']['seconds'] for m in results):.0f} s")
+    for meta in results:
+        print(meta["variant"])
+        print_operating_point(meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,17 +206,42 @@ def main(argv: list[str] | None = None) -> int:
     try:
         splits = load_mnist(args.data_dir, seed=args.seed)
     except DataUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if not args.dry_run:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print("MNIST is not available here: the dry run uses synthetic stroke-drawn digits.")
+        splits = synthetic_splits(args.seed)
     if args.dry_run:
         splits = shrink(splits)
     started = time.perf_counter()
-    ood = build_ood_sets(data_dir=args.data_dir)
+    ood_size = DRY_RUN_OOD if args.dry_run else OOD_SAMPLES
+    ood = build_ood_sets(n=ood_size, data_dir=args.data_dir)
+    canvas_digits = build_canvas_digits(splits.test_images, splits.test_labels, n=ood_size)
+    pool_started = time.perf_counter()
+    outliers = build_outlier_pool(
+        DRY_RUN_POOL if args.dry_run else OUTLIER_POOL,
+        args.seed,
+        splits.train_images.numpy(),
+        splits.train_labels.numpy(),
+    )
+    print(f"outlier pool: {len(outliers):,} images in {time.perf_counter() - pool_started:.0f} s")
     results = []
     for variant in args.variants:
-        epochs = 1 if args.dry_run else (args.epochs or REGISTRY[variant].epochs)
-        config = replace(TrainConfig(), epochs=epochs, seed=args.seed)
-        results.append(train_variant(variant, splits, config, out_dir, not args.no_progress, ood))
+        spec = REGISTRY[variant]
+        epochs = 1 if args.dry_run else (args.epochs or spec.epochs)
+        config = replace(TrainConfig(), **dict(spec.training), epochs=epochs, seed=args.seed)
+        results.append(
+            train_variant(
+                variant,
+                splits,
+                config,
+                out_dir,
+                not args.no_progress,
+                ood,
+                outliers,
+                canvas_digits,
+            )
+        )
     print_summary(results)
     print(f"wall time: {time.perf_counter() - started:.0f} s; wrote {out_dir}")
     return 0

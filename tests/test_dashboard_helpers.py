@@ -78,3 +78,33 @@ def test_escape_markdown_leaves_no_active_markdown(name: str) -> None:
     for index, char in enumerate(escaped):
         if char in "![]()*_`<>":
             assert escaped[index - 1] == "\\", (name, escaped)
+
+
+def test_downloads_give_the_28x28_input_and_every_prediction() -> None:
+    import io
+    import json
+
+    from PIL import Image
+
+    from core.predict import make_prediction
+    from dashboard import downloads, state
+
+    image = np.zeros((28, 28), np.float32)
+    image[5:20, 13:15] = 1.0
+    png = Image.open(io.BytesIO(downloads.input_png(image)))
+    assert png.size == (28, 28) and png.mode == "L"
+    np.testing.assert_array_equal(np.asarray(png), np.round(image * 255).astype(np.uint8))
+    current = state.CurrentInput.from_image(image, "sample", "MNIST test image #9", 1, 9)
+    probabilities = np.full(10, 0.01)
+    probabilities[1] = 0.91
+    predictions = {"cnn3": make_prediction("cnn3", probabilities, 0.95)}
+    document = json.loads(downloads.predictions_json(current, predictions, 0.975))
+    assert document["input"] == {
+        "source": "sample",
+        "name": "MNIST test image #9",
+        "true_label": 1,
+        "test_index": 9,
+    }
+    (row,) = document["predictions"]
+    assert row["digit"] == 1 and row["rejected"] and "not a digit" in row["reason"]
+    assert len(row["probabilities"]) == 10 and document["operating_point"]["keep"] == 0.975

@@ -750,7 +750,7 @@ def test_row6_the_cli_never_prints_a_non_finite_figure(tmp_path: Path, monkeypat
     """Even a Prediction built around make_prediction's guard is printed as an error."""
     broken = Prediction("cnn1", np.full(10, np.nan), 0, math.nan, [(0, math.nan)] * 3, False)
 
-    def fake_files(paths, predictor, threshold):
+    def fake_files(paths, predictor, threshold, **options):
         for path in paths:
             yield predict_module.FileResult(os.fsdecode(path), {"cnn1": broken})
 

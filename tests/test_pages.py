@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from core.checkpoints import DEFAULT_DIRECTORY, read_metadata
 from core.data import DataUnavailableError
 from core.evalfile import read_eval_file
+from core.held_out import SHAPES, draw
 from core.models import VARIANTS
 from core.preprocess import preprocess
 from dashboard import loaders, navigation, state, widgets
@@ -193,14 +194,18 @@ BAD_UPLOADS = {
 
 
 @pytest.mark.parametrize("content", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
-def test_bad_uploads_give_an_error_and_keep_the_current_digit(content: bytes) -> None:
+def test_bad_uploads_clear_the_old_predictions_and_say_why(content: bytes) -> None:
     before = digit_input("1")
-    at = make_app(page("Draw"), before).run()
+    at = make_app(page("Draw"), before)
+    drawing = {"objects": [{"type": "path"}]}
+    at.session_state[state.CANVAS_DRAWING_KEY] = drawing
+    at.run()
     at.file_uploader(key=state.UPLOAD_KEY).upload("digit.png", content, "image/png").run()
     assert not at.exception
     assert len(at.error) == 1 and "cannot be used" in at.error[0].value
-    assert at.session_state[state.INPUT_KEY] is before  # nothing the user made is lost
-    assert metric_values(at) == dict.fromkeys(VARIANTS, "1")
+    assert at.session_state[state.INPUT_KEY] is None  # no stale answer for the new file
+    assert metric_values(at) == {}
+    assert at.session_state[state.CANVAS_DRAWING_KEY]["objects"] == drawing["objects"]  # kept
 
 
 def test_blank_upload_says_there_is_no_digit() -> None:
@@ -209,7 +214,7 @@ def test_blank_upload_says_there_is_no_digit() -> None:
     at = make_app(page("Draw")).run()
     at.file_uploader(key=state.UPLOAD_KEY).upload("white.png", buffer.getvalue(), "image/png").run()
     assert_clean(at)
-    assert any("blank" in i.value for i in at.info)
+    assert any("blank" in w.value for w in at.warning)
     assert state.INPUT_KEY not in at.session_state or at.session_state[state.INPUT_KEY] is None
 
 
@@ -222,26 +227,44 @@ def test_hostile_file_names_are_shown_as_plain_text() -> None:
     assert r"\!\[x\]\(http" in message  # escaped, so Markdown shows the characters as typed
 
 
-def test_threshold_turns_unsure_predictions_into_a_rejection() -> None:
-    at = make_app(page("Draw"), digit_input("7")).run()
-    at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").set_value(1.0).run()
+def drawn_smiley() -> state.CurrentInput:
+    """A smiley drawn on the canvas: not a digit."""
+    canvas = draw(SHAPES["smiley"], np.random.default_rng(3), brush=18)
+    return state.CurrentInput.from_result(preprocess(canvas), "canvas", "canvas")
+
+
+def test_a_drawn_smiley_is_answered_not_a_digit_and_a_seven_is_accepted() -> None:
+    at = make_app(page("Draw"), drawn_smiley()).run()
     assert_clean(at)
-    assert set(metric_values(at).values()) == {"?"}
-    assert any("Not a digit / not sure" in w.value for w in at.warning)
+    shown = metric_values(at)
+    assert shown["cnn2"] == shown["cnn3"] == "?"  # the deeper CNNs turn the smiley away
+    assert any("Not a digit, or too unsure" in w.value for w in at.warning)
+    seven = make_app(page("Draw"), digit_input("7")).run()
+    assert_clean(seven)
+    shown = metric_values(seven)
+    assert all(shown[v] == "7" for v in ("cnn1", "cnn2", "cnn3"))
 
 
-def test_threshold_is_shared_with_the_rejection_page() -> None:
+def test_keeping_every_digit_switches_rejection_off() -> None:
+    at = make_app(page("Draw"), drawn_smiley()).run()
+    at.slider(key=f"{widgets.KEEP_KEY}.widget").set_value(100.0).run()
+    assert_clean(at)
+    assert "?" not in metric_values(at).values()
+    assert any("Rejection is off" in c.value for c in at.caption)
+
+
+def test_operating_point_is_shared_with_the_rejection_page() -> None:
     at = make_app(page("Draw"), digit_input("7")).run()
-    at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").set_value(0.83).run()
+    at.slider(key=f"{widgets.KEEP_KEY}.widget").set_value(95.0).run()
     at.switch_page(page("Rejection")).run()
     assert_clean(at)
-    assert at.slider(key=f"{widgets.THRESHOLD_KEY}.widget").value == pytest.approx(0.83)
+    assert at.slider(key=f"{widgets.KEEP_KEY}.widget").value == pytest.approx(95.0)
 
 
 # ------------------------------------------------------------------------------------ Activations
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ["cnn1", "cnn2", "cnn3"])
 def test_activations_show_every_conv_layer_with_its_feature_maps(variant: str) -> None:
     at = make_app(page("Activations"), digit_input("7"))
     at.session_state[widgets.MODEL_KEY] = variant
@@ -256,6 +279,21 @@ def test_activations_show_every_conv_layer_with_its_feature_maps(variant: str) -
     assert len(at.number_input) == CONV_LAYERS[variant]  # one channel picker per layer
 
 
+@pytest.mark.parametrize("variant", ["logreg", "mlp"])
+def test_pages_that_need_conv_layers_say_so_for_the_baselines(variant: str) -> None:
+    at = make_app(page("Activations"), digit_input("7"))
+    at.session_state[widgets.MODEL_KEY] = variant
+    at.run()
+    assert_clean(at)
+    assert any("has no conv layers" in i.value and "cnn3" in i.value for i in at.info)
+    cam = make_app(page("Grad-CAM"), digit_input("7"))
+    cam.session_state[widgets.MODEL_KEY] = variant
+    cam.run()
+    assert_clean(cam)
+    assert any("no conv layers" in i.value for i in cam.info)
+    assert not [s for s in cam.selectbox if s.label.startswith("Conv layer")]
+
+
 # ------------------------------------------------------------------------------------ Grad-CAM
 
 
@@ -266,7 +304,7 @@ def test_gradcam_page_defaults_to_the_predicted_class_and_shows_the_sanity_check
     assert_clean(at)
     target = next(s for s in at.selectbox if s.label == "Target class")
     assert target.value == 7
-    layer = next(s for s in at.selectbox if s.label == "Conv layer for Grad-CAM")
+    layer = next(s for s in at.selectbox if s.label == "Conv layer for Grad-CAM and HiResCAM")
     assert layer.options == ["features.block1.conv", "features.block2.conv"]
     captions = at.image[-1].captions
     # original + one step per learned layer (2 conv + 2 linear), each with its correlation
@@ -302,7 +340,7 @@ def _error_app(variant: str = "cnn1") -> AppTest:
 def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
     evaluation = read_eval_file("cnn1", DEFAULT_DIRECTORY)
-    labels, probs = evaluation.labels, evaluation.probabilities
+    labels, probs = evaluation.labels, evaluation.calibrated_probabilities
     preds = probs.argmax(1)
     mistakes = np.flatnonzero(preds != labels)
     # the most populated off-diagonal cell
@@ -317,22 +355,31 @@ def test_error_browser_gallery_shows_the_chosen_cell(data_dir: Path, monkeypatch
     at.selectbox(key=ERR_PRED_KEY).set_value(pred).run()
     assert_clean(at)
     assert any(f"**{len(members)} mistakes**" in md.value for md in at.markdown)
-    captions = at.image[-1].captions
+    captions = _gallery_captions(at)
     assert [int(c.split(":")[0].lstrip("#")) for c in captions] == expected
     assert all(f": {true} → {pred} (" in c for c in captions)
+
+
+def _gallery_captions(at: AppTest) -> list[str]:
+    """Captions of the mistakes gallery (``#index: true → predicted (confidence)``)."""
+    return next(
+        list(image.captions)
+        for image in at.image
+        if image.captions and all(c.startswith("#") and "→" in c for c in image.captions)
+    )
 
 
 def test_error_browser_most_confident_mistakes(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
     evaluation = read_eval_file("cnn3", DEFAULT_DIRECTORY)
-    probs, labels = evaluation.probabilities, evaluation.labels
+    probs, labels = evaluation.calibrated_probabilities, evaluation.labels
     wrong = np.flatnonzero(probs.argmax(1) != labels)
     most = wrong[np.argmax(probs[wrong].max(1))]
     at = _error_app("cnn3")
     at.session_state[ERR_VIEW_KEY] = ERR_CONFIDENT_VIEW
     at.run()
     assert_clean(at)
-    assert at.image[-1].captions[0].startswith(f"#{most}:")
+    assert _gallery_captions(at)[0].startswith(f"#{most}:")
 
 
 def test_error_browser_without_mnist_still_shows_the_matrix(monkeypatch) -> None:
@@ -349,25 +396,28 @@ def test_error_browser_without_mnist_still_shows_the_matrix(monkeypatch) -> None
 # ------------------------------------------------------------------------------------ Rejection
 
 
-def _accepted_share(at: AppTest) -> float:
-    value = metric_values(at)["MNIST test digits accepted"]
+def _kept_share(at: AppTest) -> float:
+    value = metric_values(at)["MNIST test digits kept"]
     return float(value.rstrip("%")) / 100
 
 
-def test_rejection_slider_changes_the_accepted_share() -> None:
+def test_rejection_slider_moves_the_kept_share_in_its_own_units() -> None:
     at = make_app(page("Rejection"))
     at.session_state[widgets.MODEL_KEY] = "cnn2"
     at.run()
-    slider = at.slider(key=f"{widgets.THRESHOLD_KEY}.widget")
-    msp = read_eval_file("cnn2", DEFAULT_DIRECTORY).confidence
+    slider = at.slider(key=f"{widgets.KEEP_KEY}.widget")
+    evaluation = read_eval_file("cnn2", DEFAULT_DIRECTORY)
+    confidence = evaluation.calibrated_probabilities.max(axis=1)
+    predictor = loaders.predictor()
     shares = []
-    for threshold in (0.0, 0.9, 0.99):
-        slider.set_value(threshold).run()
+    for keep in (100.0, 99.0, 95.0):
+        slider.set_value(keep).run()
         assert_clean(at)
-        shares.append(_accepted_share(at))
-        assert shares[-1] == pytest.approx((msp >= threshold).mean(), abs=6e-4)
+        shares.append(_kept_share(at))
+        threshold = predictor.threshold_for("cnn2", keep / 100)
+        assert shares[-1] == pytest.approx((confidence >= threshold).mean(), abs=6e-5)
+        assert shares[-1] == pytest.approx(keep / 100, abs=0.01)  # validation and test agree
     assert shares[0] == 1.0 and shares[0] >= shares[1] >= shares[2]
-    assert shares[2] < shares[0]
 
 
 # ------------------------------------------------------------------------------------ bad checkpoints
@@ -397,4 +447,50 @@ def test_one_tampered_checkpoint_leaves_the_others_usable(monkeypatch, tmp_path:
     at = make_app(page("Draw"), digit_input("1")).run()
     assert not at.exception and not at.error
     assert any("cnn2" in w.value and "sha256" in w.value for w in at.warning)
-    assert metric_values(at) == {"cnn1": "1", "cnn3": "1"}
+    shown = metric_values(at)
+    assert "cnn2" not in shown and shown["cnn1"] == shown["cnn3"] == "1"
+
+
+# ------------------------------------------------------------------------------------ state, links
+
+
+def test_undo_and_clear_buttons_edit_the_remembered_drawing() -> None:
+    at = make_app(page("Draw"), digit_input("7"))
+    at.session_state[state.CANVAS_DRAWING_KEY] = {"objects": [{"id": 1}, {"id": 2}]}
+    at.run()
+    at.button(key="dl.draw.undo").click().run()
+    assert at.session_state[state.CANVAS_DRAWING_KEY]["objects"] == [{"id": 1}]
+    assert at.session_state[state.CANVAS_GENERATION_KEY] == 1  # a fresh canvas with one stroke
+    at.button(key="dl.draw.clear").click().run()
+    assert not (at.session_state[state.CANVAS_DRAWING_KEY] or {}).get("objects")
+    assert at.button(key="dl.draw.clear").disabled
+
+
+def test_a_test_digit_chosen_elsewhere_shows_on_the_draw_page_with_its_label() -> None:
+    image = np.zeros((28, 28), np.float32)
+    image[6:22, 13:16] = 1.0
+    sample = state.CurrentInput.from_image(image, "sample", "MNIST test image #5", 1, 5)
+    at = make_app(page("Draw"), sample).run()
+    assert_clean(at)
+    assert any("MNIST test image \\#5" in i.value and "true label" in i.value for i in at.info)
+
+
+def test_a_link_sets_model_operating_point_and_is_kept_up_to_date() -> None:
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at.query_params["model"] = "cnn2"
+    at.query_params["keep"] = "95"
+    at.query_params["test"] = "not a number"
+    at.switch_page(page("Rejection")).run()
+    assert_clean(at)
+    assert at.session_state[widgets.MODEL_KEY] == "cnn2"
+    assert at.slider(key=f"{widgets.KEEP_KEY}.widget").value == pytest.approx(95.0)
+    at.slider(key=f"{widgets.KEEP_KEY}.widget").set_value(99.0).run()
+    assert at.query_params["keep"] == ["99"] or at.query_params["keep"] == "99"
+    assert "test" not in at.query_params
+
+
+def test_draw_page_offers_the_input_and_predictions_for_download() -> None:
+    at = make_app(page("Draw"), digit_input("7")).run()
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download the 28×28 input (PNG)" in labels
+    assert "Download the predictions (JSON)" in labels

@@ -13,7 +13,7 @@ from explain_helpers import NORMALIZATION, one_torch_thread, seeded_model
 from core.checkpoints import metadata_path, save_checkpoint
 from core.evalfile import eval_path, read_eval_file
 from core.models import VARIANTS, count_parameters
-from core.ood import OOD_SETS, SCORES, auroc, msp_score, rejection_rate
+from core.ood import OOD_SETS, SCORES, auroc, msp_score, rejection_rate, set_scores
 from core.precompute import OOD_EXAMPLES, evaluate_variant
 from core.train import TrainConfig
 
@@ -102,11 +102,14 @@ def test_metadata_figures_agree_with_the_stored_arrays(evaluated):
     assert on_disk["temperature"] == pytest.approx(float(arrays["temperature"]))
     assert on_disk["calibration"]["val_size"] == 40
     assert on_disk["ood"]["unavailable"] == {"fashion_mnist": "not installed in this test"}
+    temperature = float(arrays["temperature"])
     for name in SMALL_OOD:
         entry = on_disk["ood"]["sets"][name]
-        for score, fn in SCORES.items():
-            in_scores = fn(arrays["logits"])
-            out_scores = fn(arrays[f"ood_{name}_logits"].astype(np.float32))
+        for score in SCORES:
+            in_scores = set_scores(arrays["logits"], temperature)[score]
+            out_scores = set_scores(arrays[f"ood_{name}_logits"].astype(np.float32), temperature)[
+                score
+            ]
             assert entry[f"auroc_{score}"] == pytest.approx(auroc(in_scores, out_scores), abs=1e-9)
             for coverage, threshold in on_disk["ood"]["thresholds"][score].items():
                 assert (in_scores >= threshold).mean() >= float(coverage)
@@ -122,11 +125,56 @@ def test_shipped_eval_files_hold_uncertainty_results(variant, shipped_checkpoint
     arrays = read_eval_file(variant, shipped_checkpoints).to_arrays()
     meta = json.loads(metadata_path(variant, shipped_checkpoints).read_text())
     assert set(meta["ood"]["sets"]) | set(meta["ood"]["unavailable"]) == set(OOD_SETS)
-    in_msp = msp_score(arrays["logits"])
+    temperature = float(arrays["temperature"])
+    in_msp = msp_score(arrays["logits"], temperature)
     for name in meta["ood"]["sets"]:
-        auc = auroc(in_msp, msp_score(arrays[f"ood_{name}_logits"].astype(np.float32)))
+        out = msp_score(arrays[f"ood_{name}_logits"].astype(np.float32), temperature)
+        auc = auroc(in_msp, out)
         assert meta["ood"]["sets"][name]["auroc_msp"] == pytest.approx(auc, abs=1e-9)
     calibration = meta["calibration"]
     assert calibration["fitted_on"] == "validation" and calibration["val_size"] == 5000
     assert calibration["nll_after"] <= calibration["nll_before"] + 1e-3
     assert eval_path(variant, shipped_checkpoints).stat().st_size < 2 * 1024 * 1024
+
+
+def _evaluate_into(directory: Path) -> None:
+    from core.ood import load_ood_set
+
+    save_tiny_checkpoint(directory)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (120, 28, 28), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 10, 120))
+    canvas = (images[:20].numpy(), labels[:20].numpy())
+    evaluate_variant(
+        "cnn1",
+        directory,
+        images[:80],
+        labels[:80],
+        val_images=images[80:],
+        val_labels=labels[80:],
+        ood_sets={name: load_ood_set(name, n) for name, n in SMALL_OOD.items()},
+        ood_unavailable={},
+        canvas_digits=canvas,
+    )
+
+
+def test_evaluation_is_deterministic_to_the_byte(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    _evaluate_into(first)
+    _evaluate_into(second)
+    for name in ("cnn1.json", "cnn1.eval.npz", "cnn1.md", "cnn1.safetensors"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_operating_point_keeps_its_share_and_is_reported_per_set(tmp_path: Path) -> None:
+    _evaluate_into(tmp_path)
+    metadata = json.loads(metadata_path("cnn1", tmp_path).read_text())
+    rejection = metadata["rejection"]
+    assert rejection["fitted_on"] == "validation" and 0 < rejection["default_keep"] < 1
+    curve = rejection["curve"]
+    assert len(curve["keep"]) == len(curve["threshold"]) and curve["keep"] == sorted(curve["keep"])
+    at = rejection["at_default"]
+    assert set(at["sets"]) == set(SMALL_OOD)
+    assert at["canvas_digits"]["n"] == 20 and 0 <= at["mnist_test"]["kept"] <= 1
+    evaluation = read_eval_file("cnn1", tmp_path)
+    assert evaluation.canvas_logits.shape == (20, 10) and evaluation.canvas_labels.shape == (20,)

@@ -9,11 +9,14 @@ from explain_helpers import NORMALIZATION, digit_input, one_torch_thread, seeded
 
 from core.methods import METHODS
 from core.sanity import (
+    RHO_PASS,
     SanityStep,
     cascading_randomization,
+    map_entropy,
     randomization_order,
     randomize_layer,
     rank_correlation,
+    sanity_verdict,
 )
 
 CNN3_ORDER = [
@@ -114,3 +117,31 @@ def test_rank_correlation_hand_examples():
     assert rank_correlation(a, np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.8)
     assert rank_correlation(np.zeros(4), np.zeros(4)) == 1.0
     assert rank_correlation(np.zeros(4), a) == 0.0
+
+
+def _steps(final_map: np.ndarray, rho: float) -> list[SanityStep]:
+    trained = np.zeros((28, 28), np.float32)
+    trained[10:18, 12:16] = 1.0
+    return [SanityStep("original", trained, 1.0), SanityStep("head.fc2", final_map, rho)]
+
+
+def test_verdict_passes_below_the_stated_rho_and_fails_above() -> None:
+    noisy = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    passed = sanity_verdict(_steps(noisy, 0.1))
+    assert passed.passed and passed.final_rho == pytest.approx(0.1)
+    assert passed.complexity_ratio > 1  # a random map is less structured than the trained one
+    assert "depends on the learned weights" in passed.reason
+    failed = sanity_verdict(_steps(_steps(noisy, 0)[0].attribution, 0.93))
+    assert not failed.passed and "+0.93" in failed.reason
+    assert failed.complexity_ratio == pytest.approx(1.0)
+    assert RHO_PASS == 0.5
+    with pytest.raises(ValueError):
+        sanity_verdict(_steps(noisy, 0.1)[:1])
+
+
+def test_map_entropy_is_zero_for_one_pixel_and_largest_for_a_flat_map() -> None:
+    one = np.zeros((28, 28))
+    one[3, 3] = 5.0
+    assert map_entropy(one) == 0.0
+    assert map_entropy(np.ones((28, 28))) == pytest.approx(np.log(784))
+    assert map_entropy(np.zeros((28, 28))) == 0.0

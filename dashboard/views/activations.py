@@ -7,10 +7,10 @@ from dashboard import images, results, shell, state, widgets
 shell.page_setup("activations")
 
 with shell.guard():
-    variant = widgets.model_picker()
+    variant = widgets.model_picker(conv_only=True)
     current = state.require_input()
     layers = results.layer_activations(current.image, variant)
-    prediction = results.predictions(current.image)[variant]
+    prediction = results.predictions(current.image, widgets.keep())[variant]
     st.caption(
         f"{widgets.model_label(variant)} on {current.describe()}: predicts "
         f"**{prediction.digit}** ({prediction.confidence:.1%}). Each tile is one channel's "

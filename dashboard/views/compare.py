@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, images, loaders, results, shell, state, tables, widgets
+from core.methods import METHODS
+from core.predict import format_percent
+from dashboard import charts, curves, images, loaders, results, shell, state, tables, widgets
 
 shell.page_setup("compare")
 
@@ -11,8 +13,8 @@ with shell.guard():
     pred = loaders.predictor()
     variants = loaders.loaded_variants()
     current = state.require_input()
-    threshold = widgets.threshold()
-    predictions = results.predictions(current.image, threshold)
+    keep = widgets.keep()
+    predictions = results.predictions(current.image, keep)
     digits = {v: predictions[v].digit for v in variants}
 
     if len(set(digits.values())) == 1:
@@ -38,22 +40,26 @@ with shell.guard():
             st.metric(
                 "prediction",
                 prediction.digit,
-                f"{prediction.confidence:.1%} confident"
-                + (" · below the threshold" if prediction.rejected else ""),
+                f"{format_percent(prediction.confidence)} confident"
+                + (" · not a digit, or too unsure" if prediction.rejected else ""),
                 delta_color="normal" if digits[variant] == majority else "inverse",
                 delta_arrow="off",
             )
             st.plotly_chart(
                 charts.probability_figure(
-                    {variant: prediction.probabilities}, threshold=threshold, height=200
+                    {variant: prediction.probabilities},
+                    threshold=prediction.threshold or None,
+                    height=200,
                 ),
                 key=f"dl.cmp.bars.{variant}",
             )
             st.caption(" · ".join(f"{d}: {q:.1%}" for d, q in prediction.top3))
             layer = results.last_conv_layer(variant)
-            heat = results.attribution(current.image, variant, "gradcam", prediction.digit, layer)
+            method = METHODS["gradcam" if layer else "integrated_gradients"]
+            heat = results.attribution(current.image, variant, method.key, prediction.digit, layer)
+            title = f"{method.label} · {layer}" if layer else f"{method.label} (no conv layer)"
             st.plotly_chart(
-                images.overlay_figure(current.image, heat, f"Grad-CAM · {layer}", height=240),
+                images.overlay_figure(current.image, heat, title, height=240, signed=method.signed),
                 key=f"dl.cmp.cam.{variant}",
             )
             st.caption(
@@ -74,6 +80,28 @@ with shell.guard():
         st.caption(
             "1 = the confidence separates MNIST test digits from that input perfectly, "
             "0.5 = not at all. Details on the Rejection & OOD page."
+        )
+    robustness = loaders.robustness_table()
+    if robustness:
+        st.subheader("What convolution buys: shifted and rotated digits")
+        st.plotly_chart(
+            curves.robustness_figure(
+                robustness, {v: charts.model_colour(v) for v in robustness["models"]}
+            ),
+            key="dl.cmp.robustness",
+        )
+        st.dataframe(
+            pd.DataFrame(tables.robustness_rows(robustness)),
+            hide_index=True,
+            column_config=tables.ROBUSTNESS_COLUMNS,
+        )
+        st.caption(
+            f"All {robustness['test_images']:,} MNIST test digits moved 0-6 pixels (each in its "
+            "own compass direction) or rotated 0-30 degrees, and "
+            f"{robustness['canvas_images']:,} re-drawn the way people draw on the canvas "
+            "(`scripts/robustness.py`). logreg and mlp see 784 unrelated pixels: a digit moved "
+            "by a few pixels is a new pattern to them; the CNNs' shared kernels and pooling carry "
+            "it along."
         )
     st.subheader("Per-class accuracy (recall)")
     per_class = pd.DataFrame(

@@ -52,8 +52,8 @@ shell.page_setup("errors")
 with shell.guard():
     variant = widgets.model_picker()
     evaluation = loaders.eval_file(variant)
-    probabilities, labels = evaluation.probabilities, evaluation.labels
-    predictions, confidence = evaluation.predictions, evaluation.confidence
+    probabilities, labels = evaluation.calibrated_probabilities, evaluation.labels
+    predictions, confidence = evaluation.predictions, probabilities.max(axis=1)
     matrix = confusion_matrix(labels, predictions)
     errors = int((predictions != labels).sum())
     st.caption(
@@ -132,7 +132,9 @@ with shell.guard():
         f"**{len(chosen)} mistakes** for {title}, most confident first"
         + (f" (showing {len(shown)})." if len(shown) < len(chosen) else ".")
     )
-    with_cam = st.toggle("Overlay Grad-CAM (last conv layer, predicted class)", key="dl.err.cam")
+    layer = results.last_conv_layer(variant)
+    overlay = "Grad-CAM (last conv layer" if layer else "Saliency (no conv layer"
+    with_cam = st.toggle(f"Overlay {overlay}, predicted class)", key="dl.err.cam")
 
     try:
         test_images, test_labels = loaders.mnist_test()
@@ -157,21 +159,26 @@ with shell.guard():
             format_func=lambda i: f"test image #{i}: true {labels[i]}, predicted {predictions[i]}",
             key="dl.err.inspect",
         )
-        if button_col.button("Make it the current digit", key="dl.err.use"):
+
+        def use_picked(index: int = int(picked)) -> None:
             state.set_current_input(
                 state.CurrentInput.from_image(
-                    test_images[picked], "sample", f"MNIST test image #{picked}"
+                    test_images[index],
+                    "sample",
+                    f"MNIST test image #{index}",
+                    label=int(test_labels[index]),
+                    test_index=index,
                 )
             )
-            st.toast(f"Test image #{picked} is now the current digit on every page.")
-        layer = results.last_conv_layer(variant)
+            st.toast(f"Test image #{index} is now the current digit on every page.")
+
+        button_col.button("Make it the current digit", key="dl.err.use", on_click=use_picked)
         pictures = []
         for index in shown:
             image = test_images[index].astype(np.float32) / 255.0
             if with_cam:
-                heat = results.attribution(
-                    image, variant, "gradcam", int(predictions[index]), layer
-                )
+                method = "gradcam" if layer else "saliency"
+                heat = results.attribution(image, variant, method, int(predictions[index]), layer)
                 pictures.append(images.overlay_pixels(image, heat))
             else:
                 pictures.append(images.to_pixels(image))
@@ -200,3 +207,11 @@ with shell.guard():
             **{f"p({d})": st.column_config.NumberColumn(format="%.3f") for d in charts.DIGITS},
         },
     )
+
+    # --- Issue 15: the inspected mistake's nearest training digits (dashboard/embedding_results) ---
+    from dashboard import embedding_results
+
+    embedding_results.mistake_neighbours(
+        variant, int(picked) if test_images is not None else int(shown[0])
+    )
+    # --- end of issue 15 ---

@@ -9,10 +9,11 @@ from dashboard import charts, loaders, navigation, shell, widgets
 shell.page_setup("home", "digit-lens")
 st.markdown(
     "Draw or upload a handwritten digit and watch three small convolutional networks "
-    "(1, 2 and 3 conv blocks, LeakyReLU) read it: live top-3 predictions, "
-    "the feature maps of every conv layer, Captum attributions with a sanity check, the three "
-    "architectures side by side, the test-set mistakes they make, and when they should refuse to "
-    "answer."
+    "(1, 2 and 3 conv blocks, LeakyReLU) and two baselines without convolutions (logistic "
+    "regression, an MLP) read it: calibrated top-3 predictions that say *not a digit, or too "
+    "unsure* when they should, the feature maps of every conv layer, eight attribution methods "
+    "with their faithfulness and a sanity check, the models side by side (and what convolution "
+    "buys), and the test-set mistakes they make."
 )
 
 with shell.guard():
@@ -32,7 +33,7 @@ with shell.guard():
         rows.append(
             {
                 "model": variant,
-                "conv blocks": len(meta.get("config", {}).get("channels", [])) or None,
+                "conv blocks": len(meta.get("config", {}).get("channels", [])),
                 "parameters": meta["params"],
                 "test accuracy": meta["test_accuracy"],
                 "test errors": meta.get("test_errors"),

@@ -1,12 +1,13 @@
-"""A confidence threshold: how many real digits it keeps, how accurate they are, how much
-out-of-distribution input (clothing, noise, letters, scribbles) it turns away."""
+"""The rejection operating point: how many real digits it keeps, how accurate they are, how much
+that is not a digit (clothing, noise, letters, shapes, scribbles) it turns away, and calibration."""
 
 import pandas as pd
 import streamlit as st
 
-from core.ood import OOD_LABELS
+from core.ood import OOD_LABELS, msp_score
+from core.predict import format_percent
 from core.selective import is_rejected, risk_coverage, selective_summary
-from dashboard import charts, images, loaders, results, shell, tables, widgets
+from dashboard import charts, curves, images, loaders, results, shell, tables, widgets
 
 EXAMPLES = 10
 
@@ -14,34 +15,52 @@ shell.page_setup("rejection")
 
 with shell.guard():
     variant = widgets.model_picker()
-    threshold = widgets.threshold_slider()
+    keep = widgets.keep_slider()
     evaluation = loaders.eval_file(variant)
-    summary = selective_summary(evaluation.probabilities, evaluation.labels, threshold)
+    threshold = loaders.predictor().threshold_for(variant, keep)
+    calibrated = evaluation.calibrated_probabilities
+    summary = selective_summary(calibrated, evaluation.labels, threshold)
 
-    accepted, accuracy, overall = st.columns(3)
+    accepted, accuracy, canvas_col, overall = st.columns(4)
     accepted.metric(
-        "MNIST test digits accepted",
-        f"{summary.coverage:.1%}",
+        "MNIST test digits kept",
+        f"{summary.coverage:.2%}",
         f"{summary.accepted:,} of {summary.total:,}",
         delta_color="off",
         delta_arrow="off",
     )
     accuracy.metric(
-        "accuracy of the accepted",
+        "accuracy of the kept",
         f"{summary.accuracy:.2%}" if summary.accepted else "–",
         f"{summary.errors_avoided} of {summary.errors} mistakes rejected",
         delta_color="off",
         delta_arrow="off",
     )
+    if evaluation.canvas_logits is not None and evaluation.canvas_labels is not None:
+        canvas_scores = msp_score(evaluation.canvas_logits, evaluation.temperature)
+        canvas_kept = float((~is_rejected(canvas_scores, threshold)).mean())
+        canvas_col.metric(
+            "canvas-drawn digits kept",
+            f"{canvas_kept:.1%}",
+            f"{len(canvas_scores):,} test digits re-drawn",
+            delta_color="off",
+            delta_arrow="off",
+        )
     overall.metric("accuracy without rejection", f"{summary.overall_accuracy:.2%}")
     st.caption(
-        f"{widgets.model_label(variant)}: a prediction is accepted when its maximum softmax "
-        f"probability is at least {threshold:.0%}. The same threshold applies on the Draw page."
+        f"{widgets.model_label(variant)}: "
+        + (
+            "rejection is off (100% kept)."
+            if threshold <= 0
+            else f"keeping {keep:.2%} of real digits (validation split) means a calibrated "
+            f"confidence of at least {format_percent(threshold)}. The same operating point applies on "
+            "every page and means the same share for every model."
+        )
     )
 
     ood = results.ood_scores(variant)
     if ood:
-        st.subheader("Out-of-distribution input rejected at this threshold")
+        st.subheader("What is not a digit, turned away at this operating point")
         st.dataframe(
             pd.DataFrame(tables.ood_table(ood, threshold)),
             hide_index=True,
@@ -50,7 +69,9 @@ with shell.guard():
         st.caption(
             f"For comparison, {1 - summary.coverage:.2%} of MNIST test digits are rejected. "
             "AUROC: how well the score separates MNIST test digits from that set (1 = perfectly, "
-            "0.5 = not at all), independent of the threshold. Energy is logsumexp of the logits."
+            "0.5 = not at all), independent of the operating point. MSP is the calibrated top "
+            "probability; energy is logsumexp of the logits. Drawn letters and shapes use "
+            "templates, and letters fonts, that training never saw."
         )
     else:
         st.info(
@@ -59,12 +80,12 @@ with shell.guard():
             icon=":material/info:",
         )
 
-    curve = evaluation.risk_coverage or risk_coverage(evaluation.probabilities, evaluation.labels)
+    curve = evaluation.risk_coverage or risk_coverage(calibrated, evaluation.labels)
     hist_col, curve_col = st.columns(2)
     with hist_col:
         st.plotly_chart(
             charts.confidence_histogram(
-                evaluation.confidence, {k: v.scores["msp"] for k, v in ood.items()}, threshold
+                calibrated.max(axis=1), {k: v.scores["msp"] for k, v in ood.items()}, threshold
             ),
             key="dl.rej.hist",
         )
@@ -81,8 +102,9 @@ with shell.guard():
     if ood:
         st.subheader("What the model says to them")
         st.caption(
-            f"A few images of each set: predicted digit, confidence, and the verdict at "
-            f"{threshold:.0%}. Everything accepted here would be shown to a user as a digit."
+            "A few images of each set: predicted digit, calibrated confidence, and the verdict "
+            "at this operating point. Everything accepted here would be shown to a user as a "
+            "digit."
         )
         for name, entry in ood.items():
             examples = evaluation.ood[name].examples
@@ -92,7 +114,7 @@ with shell.guard():
             st.image(
                 [images.to_pixels(image, 72) for image in examples[:shown]],
                 caption=[
-                    f"{entry.prediction[i]} · {msp[i]:.0%} · "
+                    f"{entry.prediction[i]} · {format_percent(msp[i])} · "
                     + ("rejected" if is_rejected(msp[i], threshold) else "ACCEPTED")
                     for i in range(shown)
                 ],
@@ -103,13 +125,14 @@ with shell.guard():
         st.subheader("Calibration")
         meta = loaders.model_and_metadata(variant)[1]
         ece, ece_scaled, temp = st.columns(3)
-        ece.metric("ECE", f"{meta.get('test_ece', float('nan')):.4f}")
+        ece.metric("ECE, raw softmax", f"{meta.get('test_ece', float('nan')):.4f}")
         ece_scaled.metric(
-            "ECE after temperature scaling", f"{meta.get('test_ece_scaled', float('nan')):.4f}"
+            "ECE, calibrated (shown everywhere)",
+            f"{meta.get('test_ece_scaled', float('nan')):.4f}",
         )
         temp.metric("temperature (fitted on validation)", f"{evaluation.temperature:.3f}")
         st.plotly_chart(
-            charts.reliability_figure(
+            curves.reliability_figure(
                 evaluation.reliability_before.as_dict(), evaluation.reliability_after.as_dict()
             ),
             key="dl.rej.reliability",

@@ -1,0 +1,356 @@
+"""Outlier exposure: the non-digit images training shows the models (Hendrycks et al., ICLR 2019).
+
+The models learn to answer "not a digit" by seeing, beside every batch of digits, a few images that
+are not digits, with a loss that pushes their softmax toward uniform. Everything here is built in
+code from what a user can rebuild offline (Debian fonts, strokes, noise, MNIST's own training
+digits), seeded, so one ``train_all.py`` run gives the same pool everywhere.
+
+Families (:data:`FAMILIES`), each drawn the way the dashboard sees input:
+
+- ``font_glyphs``: letters and symbols from the *training* fonts (Liberation, FreeFont), never
+  DejaVu, which the evaluation's letters use;
+- ``stroke_letters``: letters drawn with a round brush at canvas widths from the training stroke
+  templates below (the evaluation draws its letters from other templates, in ``core.ood``);
+- ``shapes``: zigzags, spirals, grids and hatching, random-walk scribbles;
+- ``curves``: three to five smooth strokes (Catmull-Rom splines through random points), tangled
+  enough that no digit is drawn that way;
+- ``silhouettes``: filled, shaded shapes (random polygons and ellipses, unions of them, with
+  gradient or noise fill), which no pen stroke makes;
+- ``textures``: noise of every density and scale, stripes, checkerboards;
+- ``broken_digits``: two MNIST training digits of different classes overlaid with an offset.
+
+Never anything digit-like: letters that read as digits (B D G I L O Q S Z, and J T ? that come
+close to 1, 7 and 2, and lowercase a c r t y, $ and £) are left out; shapes are kept wider than
+tall sticks (a "1") and open (no ellipses, a "0"); no single MNIST digit is ever an outlier. Fashion-MNIST,
+uniform/Gaussian noise at the evaluation's seeds, the evaluation's letter/shape templates and the
+DejaVu fonts stay out of training: they are the test.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy import ndimage
+
+from core.preprocess import preprocess
+
+FAMILIES: tuple[str, ...] = (
+    "font_glyphs",
+    "stroke_letters",
+    "shapes",
+    "curves",
+    "silhouettes",
+    "textures",
+    "broken_digits",
+)
+# Letters (and symbols) that do not read as digits.
+TRAIN_GLYPHS = "ACEFHKMNPRUVWXYefhkmnpuvwx%&@#*+=€"
+TRAIN_FONT_FAMILIES: tuple[str, ...] = ("liberation", "freefont")
+TRAIN_FONT_DIRS: tuple[Path, ...] = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
+CANVAS = 140
+# A 280-px canvas with brushes 8-40 px wide, at half scale.
+BRUSH_RANGE = (4, 20)
+
+# Letters as pen strokes in unit coordinates (x right, y down): the *training* templates.
+STROKE_LETTERS: dict[str, list[list[tuple[float, float]]]] = {
+    "A": [[(0.1, 1.0), (0.5, 0.0), (0.9, 1.0)], [(0.27, 0.6), (0.73, 0.6)]],
+    "C": [[(0.9, 0.15), (0.6, 0.0), (0.25, 0.1), (0.08, 0.5), (0.25, 0.9), (0.6, 1.0), (0.9, 0.85)]],
+    "E": [[(0.85, 0.0), (0.15, 0.0), (0.15, 1.0), (0.85, 1.0)], [(0.15, 0.5), (0.7, 0.5)]],
+    "F": [[(0.85, 0.0), (0.15, 0.0), (0.15, 1.0)], [(0.15, 0.5), (0.7, 0.5)]],
+    "H": [[(0.15, 0.0), (0.15, 1.0)], [(0.85, 0.0), (0.85, 1.0)], [(0.15, 0.5), (0.85, 0.5)]],
+    "K": [[(0.15, 0.0), (0.15, 1.0)], [(0.85, 0.0), (0.15, 0.55)], [(0.35, 0.4), (0.9, 1.0)]],
+    "M": [[(0.05, 1.0), (0.15, 0.0), (0.5, 0.6), (0.85, 0.0), (0.95, 1.0)]],
+    "N": [[(0.15, 1.0), (0.15, 0.0), (0.85, 1.0), (0.85, 0.0)]],
+    "P": [[(0.2, 1.0), (0.2, 0.0), (0.7, 0.02), (0.85, 0.25), (0.7, 0.48), (0.2, 0.5)]],
+    "R": [
+        [(0.2, 1.0), (0.2, 0.0), (0.7, 0.02), (0.85, 0.25), (0.7, 0.48), (0.2, 0.5)],
+        [(0.45, 0.5), (0.9, 1.0)],
+    ],
+    "U": [[(0.12, 0.0), (0.12, 0.7), (0.3, 1.0), (0.7, 1.0), (0.88, 0.7), (0.88, 0.0)]],
+    "V": [[(0.08, 0.0), (0.5, 1.0), (0.92, 0.0)]],
+    "W": [[(0.0, 0.0), (0.25, 1.0), (0.5, 0.35), (0.75, 1.0), (1.0, 0.0)]],
+    "X": [[(0.1, 0.0), (0.9, 1.0)], [(0.9, 0.0), (0.1, 1.0)]],
+    "Y": [[(0.1, 0.0), (0.5, 0.5), (0.9, 0.0)], [(0.5, 0.5), (0.5, 1.0)]],
+    "e": [[(0.15, 0.55), (0.85, 0.55), (0.75, 0.25), (0.5, 0.15), (0.2, 0.35), (0.2, 0.8),
+           (0.5, 0.95), (0.85, 0.85)]],
+    "m": [[(0.05, 1.0), (0.05, 0.3), (0.3, 0.25), (0.5, 0.45), (0.5, 1.0)],
+          [(0.5, 0.45), (0.7, 0.25), (0.95, 0.35), (0.95, 1.0)]],
+    "w": [[(0.0, 0.3), (0.25, 1.0), (0.5, 0.5), (0.75, 1.0), (1.0, 0.3)]],
+}  # fmt: skip
+
+
+def font_paths(families: tuple[str, ...] = TRAIN_FONT_FAMILIES) -> list[Path]:
+    """The installed TrueType fonts of ``families`` (sorted, so the pool is reproducible)."""
+    found: set[Path] = set()
+    for root in TRAIN_FONT_DIRS:
+        for family in families:
+            folder = root / family
+            if folder.is_dir():
+                found.update(p for p in folder.glob("*.ttf"))
+    return sorted(found, key=lambda p: p.name)
+
+
+def _to_mnist(canvas: Image.Image) -> np.ndarray | None:
+    """The dashboard's own recipe (white on black, 20 px fit, centred), None if blank."""
+    result = preprocess(canvas)
+    if result.blank:
+        return None
+    return np.round(result.image * 255.0).astype(np.uint8)
+
+
+def _brush(rng: np.random.Generator) -> int:
+    return int(rng.integers(BRUSH_RANGE[0], BRUSH_RANGE[1] + 1))
+
+
+def _draw_strokes(
+    strokes: list[list[tuple[float, float]]],
+    rng: np.random.Generator,
+    jitter: float = 0.04,
+    thin: bool = False,
+) -> Image.Image:
+    """Unit-coordinate strokes drawn on the canvas at a random size, place, slant and brush
+    (``thin``: at most a twelfth of the drawing's height, so dense patterns keep their gaps)."""
+    canvas = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(canvas)
+    height = rng.uniform(0.35, 0.85) * CANVAS
+    width = height * rng.uniform(0.6, 1.0)
+    left = rng.uniform(4, CANVAS - width - 4)
+    top = rng.uniform(4, CANVAS - height - 4)
+    shear = rng.uniform(-0.25, 0.25)
+    brush = _brush(rng)
+    if thin:
+        brush = max(2, min(brush, round(height / 12)))
+    for stroke in strokes:
+        points = []
+        for x, y in stroke:
+            x, y = x + rng.normal(0, jitter), y + rng.normal(0, jitter)
+            points.append((left + (x + shear * (1 - y)) * width, top + y * height))
+        draw.line(points, fill=255, width=brush, joint="curve")
+        for px, py in (points[0], points[-1]):
+            draw.ellipse((px - brush / 2, py - brush / 2, px + brush / 2, py + brush / 2), fill=255)
+    return canvas
+
+
+def font_glyph(rng: np.random.Generator, fonts: list[Path]) -> np.ndarray | None:
+    """One letter or symbol of :data:`TRAIN_GLYPHS` in a training font."""
+    glyph = TRAIN_GLYPHS[int(rng.integers(len(TRAIN_GLYPHS)))]
+    size = int(rng.integers(40, 80))
+    if fonts:
+        font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), size)
+    else:
+        font = ImageFont.load_default(size=size)
+    canvas = Image.new("L", (CANVAS, CANVAS), 0)
+    ImageDraw.Draw(canvas).text(
+        (CANVAS / 2, CANVAS / 2),
+        glyph,
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=int(rng.integers(0, 4)),
+        stroke_fill=255,
+    )
+    canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+    return _to_mnist(canvas)
+
+
+def stroke_letter(rng: np.random.Generator) -> np.ndarray | None:
+    """One letter of :data:`STROKE_LETTERS` drawn with a round brush."""
+    letter = sorted(STROKE_LETTERS)[int(rng.integers(len(STROKE_LETTERS)))]
+    return _to_mnist(_draw_strokes(STROKE_LETTERS[letter], rng))
+
+
+def _zigzag(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    n = int(rng.integers(4, 9))
+    return [[(i / (n - 1), float(i % 2) * rng.uniform(0.5, 1.0)) for i in range(n)]]
+
+
+def _spiral(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    turns = rng.uniform(2.5, 3.5)
+    t = np.linspace(0, turns * 2 * math.pi, 60)
+    r = 0.05 + 0.45 * t / t[-1]
+    return [[(0.5 + a * math.cos(b), 0.5 + a * math.sin(b)) for a, b in zip(r, t, strict=True)]]
+
+
+def _grid(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    lines = []
+    for position in np.linspace(0.0, 1.0, int(rng.integers(3, 6))):
+        lines.append([(position, 0.0), (position, 1.0)])
+        if rng.random() < 0.7:
+            lines.append([(0.0, position), (1.0, position)])
+    return lines
+
+
+def _hatching(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    n = int(rng.integers(4, 8))
+    return [[(i / n, 0.0), (i / n + 0.3, 1.0)] for i in range(n)]
+
+
+def _random_walk(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    steps = np.cumsum(rng.normal(0, 0.18, size=(int(rng.integers(12, 30)), 2)), axis=0)
+    steps -= steps.min(0)
+    steps /= max(float(steps.max()), 1e-6)
+    return [[(float(x), float(y)) for x, y in steps]]
+
+
+SHAPES: dict[str, Callable[[np.random.Generator], list[list[tuple[float, float]]]]] = {
+    "zigzag": _zigzag,
+    "spiral": _spiral,
+    "grid": _grid,
+    "hatching": _hatching,
+    "random_walk": _random_walk,
+}
+
+
+def shape(rng: np.random.Generator) -> np.ndarray | None:
+    """One procedural shape (zigzag, spiral, grid, hatching, random walk), drawn with a brush
+    thin enough to keep its gaps open; sticks narrower than 40% of their height (a "1") are
+    dropped."""
+    kind = sorted(SHAPES)[int(rng.integers(len(SHAPES)))]
+    image = _to_mnist(_draw_strokes(SHAPES[kind](rng), rng, jitter=0.02, thin=True))
+    if image is None:
+        return None
+    rows, cols = np.flatnonzero(image.max(1) > 50), np.flatnonzero(image.max(0) > 50)
+    if len(rows) == 0 or (cols[-1] - cols[0] + 1) < 0.4 * (rows[-1] - rows[0] + 1):
+        return None
+    return image
+
+
+def _catmull_rom(points: np.ndarray, steps: int = 12) -> list[tuple[float, float]]:
+    """A smooth curve through ``points`` (uniform Catmull-Rom spline)."""
+    padded = np.vstack([points[0], points, points[-1]])
+    t = np.linspace(0, 1, steps, endpoint=False)[:, None]
+    curve = []
+    for p0, p1, p2, p3 in zip(padded, padded[1:], padded[2:], padded[3:], strict=False):
+        curve.extend(
+            0.5
+            * (
+                2 * p1
+                + (-p0 + p2) * t
+                + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3
+            )
+        )
+    curve.append(points[-1])
+    return [(float(x), float(y)) for x, y in curve]
+
+
+def curves(rng: np.random.Generator) -> np.ndarray | None:
+    """Three to five smooth strokes through random points, drawn with a round brush."""
+    strokes = [
+        _catmull_rom(rng.uniform(0.0, 1.0, size=(int(rng.integers(3, 6)), 2)))
+        for _ in range(int(rng.integers(3, 6)))
+    ]
+    return _to_mnist(_draw_strokes(strokes, rng, jitter=0.0, thin=True))
+
+
+def silhouette(rng: np.random.Generator) -> np.ndarray:
+    """A filled, shaded shape: one to three random polygons or ellipses, 28×28 directly."""
+    size = 112
+    canvas = Image.new("L", (size, size), 0)
+    pen = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy = rng.uniform(30, 82, size=2)
+        if rng.random() < 0.5:
+            n = int(rng.integers(3, 9))
+            angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+            radii = rng.uniform(25, 55, n)
+            pen.polygon(
+                [
+                    (cx + r * math.cos(a), cy + r * math.sin(a))
+                    for a, r in zip(angles, radii, strict=True)
+                ],
+                fill=255,
+            )
+        else:
+            rx, ry = rng.uniform(25, 50, size=2)
+            pen.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+    mask = np.asarray(canvas.resize((28, 28), Image.Resampling.BOX), np.float64) / 255.0
+    y, x = np.mgrid[0:28, 0:28] / 27.0
+    angle = rng.uniform(0, 2 * math.pi)
+    shade = 0.5 + 0.5 * (x * math.cos(angle) + y * math.sin(angle))
+    shade = (1 - rng.uniform(0, 0.7)) + rng.uniform(0, 0.7) * shade
+    shade = np.clip(shade + rng.normal(0, rng.uniform(0, 0.15), size=shade.shape), 0.2, 1.0)
+    return np.round(mask * shade * 255).astype(np.uint8)
+
+
+def texture(rng: np.random.Generator) -> np.ndarray:
+    """Noise at a random density and scale, stripes or a checkerboard, 28×28 directly."""
+    kind = int(rng.integers(4))
+    if kind == 0:  # sparse or dense speckle, optionally blurred into blobs
+        field = (rng.random((28, 28)) < rng.uniform(0.05, 0.6)).astype(np.float32)
+        field = ndimage.gaussian_filter(field, rng.uniform(0.0, 1.5))
+    elif kind == 1:  # smooth low-frequency noise
+        field = ndimage.zoom(rng.random((int(rng.integers(3, 8)),) * 2), 28 / 7, order=3)[:28, :28]
+        field = np.pad(field, ((0, 28 - field.shape[0]), (0, 28 - field.shape[1])), mode="edge")
+    elif kind == 2:  # stripes at a random angle
+        y, x = np.mgrid[0:28, 0:28]
+        angle = rng.uniform(0, math.pi)
+        field = np.sin((x * math.cos(angle) + y * math.sin(angle)) * rng.uniform(0.5, 1.5)) > 0
+    else:  # checkerboard of random cell size
+        cell = int(rng.integers(2, 7))
+        y, x = np.mgrid[0:28, 0:28]
+        field = ((x // cell + y // cell) % 2).astype(np.float32)
+    field = np.asarray(field, np.float64)
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
+    return np.round(field * rng.uniform(0.6, 1.0) * 255).astype(np.uint8)
+
+
+def broken_digit(
+    rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray
+) -> np.ndarray | None:
+    """Two training digits of different classes overlaid, the second shifted by 4-8 pixels."""
+    first = int(rng.integers(len(digits)))
+    second = int(rng.integers(len(digits)))
+    if labels[first] == labels[second]:
+        return None
+    shift = rng.integers(4, 9, size=2) * rng.choice([-1, 1], size=2)
+    moved = np.roll(digits[second], tuple(int(s) for s in shift), axis=(0, 1))
+    overlay = np.maximum(digits[first], moved)
+    return _to_mnist(Image.fromarray(overlay).filter(ImageFilter.MaxFilter(1)))
+
+
+def build_outlier_pool(
+    n: int,
+    seed: int,
+    digits: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """``n`` outlier images, uint8 ``[n, 28, 28]``, the families in equal shares (seeded).
+
+    ``digits``/``labels`` are MNIST *training* digits for ``broken_digits``; without them that
+    family is replaced by the others.
+    """
+    fonts = font_paths()
+    makers: dict[str, Callable[[np.random.Generator], np.ndarray | None]] = {
+        "font_glyphs": lambda r: font_glyph(r, fonts),
+        "stroke_letters": stroke_letter,
+        "shapes": shape,
+        "curves": curves,
+        "silhouettes": silhouette,
+        "textures": texture,
+    }
+    if digits is not None and labels is not None:
+        makers["broken_digits"] = lambda r: broken_digit(r, digits, labels)
+    names = list(makers)
+    pool = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        name = names[i % len(names)]
+        rng = np.random.default_rng([seed, i])
+        image = None
+        while image is None:
+            image = makers[name](rng)
+        pool[i] = image
+    return pool
+
+
+@functools.lru_cache(maxsize=2)
+def cached_pool(n: int, seed: int) -> np.ndarray:
+    """:func:`build_outlier_pool` without broken digits, cached (for tests and benchmarks)."""
+    pool = build_outlier_pool(n, seed)
+    pool.flags.writeable = False
+    return pool

@@ -1,0 +1,139 @@
+"""Answers you can trust: calibrated probabilities, one operating point per model, outlier
+exposure that is seeded and never teaches a digit as an outlier, deterministic evaluation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoints import DEFAULT_DIRECTORY, read_metadata
+from core.data import load_mnist
+from core.evaluate import predict_logits, softmax
+from core.held_out import SHAPES, draw
+from core.inputs import image_to_input
+from core.models import VARIANTS
+from core.outliers import FAMILIES, build_outlier_pool
+from core.predict import Predictor
+from core.preprocess import preprocess
+from core.selective import DEFAULT_KEEP, threshold_for_keep
+from tests.imagefactory import stroke_mask
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PEN = 18  # the Draw page's default stroke width
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(VARIANTS, DEFAULT_DIRECTORY)
+
+
+def drawn(kind: str) -> np.ndarray:
+    """A smiley or a 7 as the canvas draws it, preprocessed (28×28 in [0, 1])."""
+    if kind == "smiley":
+        canvas = draw(SHAPES["smiley"], np.random.default_rng(3), brush=DEFAULT_PEN)
+        return preprocess(canvas).image
+    return preprocess(1.0 - stroke_mask(7, width=18)).image
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probabilities_are_softmax_of_logits_over_the_stored_temperature(
+    predictor: Predictor, variant: str
+) -> None:
+    image = drawn("7")
+    model = predictor.models[variant]
+    with torch.no_grad():
+        logits = model(image_to_input(image, predictor.normalization(variant))).double()[0]
+    temperature = predictor.temperature(variant)
+    assert 0.05 < temperature < 20 and temperature != 1.0
+    prediction = predictor.predict(image, variants=[variant])[variant]
+    expected = torch.softmax(logits / temperature, dim=0).numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-6, atol=1e-12)
+    raw = predictor.predict(image, variants=[variant], calibrated=False)[variant]
+    np.testing.assert_allclose(raw.probabilities, torch.softmax(logits, 0).numpy(), atol=1e-12)
+    assert raw.score == pytest.approx(prediction.confidence)  # rejection uses calibrated scores
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_default_operating_point_keeps_its_share_of_validation_digits(
+    variant: str, data_dir: Path
+) -> None:
+    predictor = Predictor((variant,), DEFAULT_DIRECTORY)
+    metadata = predictor.metadata[variant]
+    splits = load_mnist(data_dir, seed=int(metadata["training"]["seed"]))
+    logits = predict_logits(
+        predictor.models[variant], splits.val_images, predictor.normalization(variant)
+    )
+    confidence = softmax(logits, predictor.temperature(variant)).max(axis=1)
+    assert predictor.default_keep(variant) == DEFAULT_KEEP
+    for keep in (0.9, 0.95, DEFAULT_KEEP, 0.99):
+        threshold = predictor.threshold_for(variant, keep)
+        assert (confidence >= threshold).mean() == pytest.approx(keep, abs=0.002)
+    assert predictor.threshold_for(variant, 1.0) == 0.0
+
+
+def test_the_operating_curve_is_monotonic_and_interpolates() -> None:
+    curve = read_metadata("cnn3")["rejection"]["curve"]
+    thresholds = np.asarray(curve["threshold"])
+    assert np.all(np.diff(thresholds) <= 0)  # keeping more digits never raises the threshold
+    middle = threshold_for_keep(curve, (curve["keep"][10] + curve["keep"][11]) / 2)
+    assert thresholds[11] <= middle <= thresholds[10]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "core.predict", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_default_rejects_a_drawn_smiley_and_accepts_a_drawn_seven(tmp_path: Path) -> None:
+    from PIL import Image
+
+    smiley = tmp_path / "smiley.png"
+    draw(SHAPES["smiley"], np.random.default_rng(3), brush=DEFAULT_PEN).save(smiley)
+    seven = tmp_path / "seven.png"
+    Image.fromarray(np.round(255 * (1.0 - stroke_mask(7, width=18))).astype(np.uint8)).save(seven)
+    default = run_cli("--json", str(smiley), str(seven))  # cnn3 at its operating point
+    assert default.returncode == 0, default.stderr
+    rows = {Path(row["file"]).name: row for row in map(json.loads, default.stdout.splitlines())}
+    assert rows["smiley.png"]["rejected"] and rows["smiley.png"]["model"] == "cnn3"
+    assert not rows["seven.png"]["rejected"] and rows["seven.png"]["digit"] == 7
+    every = run_cli("--json", "--model", "all", str(smiley), str(seven))
+    by_file: dict[str, dict[str, dict]] = {}
+    for row in map(json.loads, every.stdout.splitlines()):
+        by_file.setdefault(Path(row["file"]).name, {})[row["model"]] = row
+    assert set(by_file["smiley.png"]) == set(VARIANTS)
+    assert by_file["smiley.png"]["cnn2"]["rejected"]
+    assert all(row["digit"] == 7 for v, row in by_file["seven.png"].items() if v != "logreg")
+    off = run_cli("--json", "--no-reject", str(smiley))
+    assert not json.loads(off.stdout.splitlines()[0])["rejected"]
+
+
+def test_outlier_pool_is_seeded_and_covers_every_family() -> None:
+    first = build_outlier_pool(2 * len(FAMILIES), seed=5)
+    again = build_outlier_pool(2 * len(FAMILIES), seed=5)
+    other = build_outlier_pool(2 * len(FAMILIES), seed=6)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.dtype == np.uint8 and first.shape[1:] == (28, 28)
+    assert all(image.max() > 0 for image in first)
+
+
+@pytest.mark.parametrize("variant", ["cnn3"])
+def test_outliers_are_never_read_as_a_confident_digit(predictor: Predictor, variant: str) -> None:
+    """Spot check: no generated outlier is as digit-like as a typical real digit is to the
+    shipped model (its calibrated confidence stays below what keeps half of real digits)."""
+    pool = build_outlier_pool(300, seed=11)
+    probabilities = predictor.predict_batch(pool, variant)
+    logits = np.log(np.clip(probabilities, 1e-30, 1.0))
+    confidence = softmax(logits, predictor.temperature(variant)).max(axis=1)
+    assert (confidence >= predictor.threshold_for(variant, 0.5)).sum() == 0
