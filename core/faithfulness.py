@@ -36,7 +36,7 @@ from core.locks import model_lock
 from core.methods import METHODS
 from core.sanity import RHO_PASS, randomization_order, randomize_layer, rank_correlation
 
-STEPS = 28  # 28 pixels per step: the curve has 29 points from 0% to 100% of the pixels
+STEPS = 14  # 56 pixels per step: the curve has 15 points from 0% to 100% of the pixels
 ROAD_PERCENTILES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 ROAD_NOISE = 0.01  # imputation noise, in [0, 1] pixel units
 BASELINE_MAPS = {"random": "Random map", "edges": "Edge map (Sobel)"}

@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.strokes):
                 if i:
                     page.get_by_role("button", name="Clear the canvas").click()
+                page.wait_for_timeout(400)  # the canvas component settles after (re)mounting
                 page.wait_for_function(IDLE_JS)
-                page.locator("canvas.upper-canvas").wait_for()
-                canvas = page.locator("canvas.upper-canvas")
+                page.wait_for_timeout(200)
+                canvas = page.locator("canvas.upper-canvas").last
+                canvas.wait_for()
                 box = canvas.bounding_box()
                 points = [(x + (i % 5) * 3, y) for x, y in STROKES[i % len(STROKES)]]
                 page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])

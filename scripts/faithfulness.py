@@ -1,7 +1,7 @@
 """Faithfulness of every attribution method on a fixed subset of MNIST test digits, per model.
 
 Writes ``checkpoints/faithfulness.json`` (deterministic): per model, method and conv layer the
-mean deletion AUC (lower = more faithful) and insertion AUC (higher) on 15-point curves, ROAD
+mean deletion AUC (lower = more faithful) and insertion AUC (higher) on 15-point curves (the page uses the same), ROAD
 combined (higher) on the first 200 digits and the randomisation ρ of the sanity check (pass below
 0.5) on the first 100, beside a random and an edge map. Prints the table the README shows. Needs
 MNIST's test set.
