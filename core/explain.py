@@ -20,8 +20,7 @@ The methods themselves, with their labels and notes, are the registry in :mod:`c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from core.inputs import IMAGE_SIDE, MNIST_NORMALIZATION, black_baseline
-from core.locks import model_lock
+from core.locks import locked_eval, model_lock
 from core.methods import IG_STEPS, integrated_gradients_with_delta, method_spec
 from core.models import block_activations, block_output, conv_layers
 
@@ -65,24 +64,6 @@ class LayerActivation:
     def shape(self) -> tuple[int, ...]:
         """``(channels, height, width)``."""
         return tuple(self.values.shape)
-
-
-@contextmanager
-def _exclusive_eval(model: nn.Module) -> Iterator[None]:
-    """Hold the model's lock with every module in eval mode (dropout off, BatchNorm frozen).
-
-    Modes are switched, and restored afterwards, only for modules that were training, so the usual
-    case (a loaded model, already in eval mode) costs nothing.
-    """
-    with model_lock(model):
-        training = [module for module in model.modules() if module.training]
-        for module in training:
-            module.training = False
-        try:
-            yield
-        finally:
-            for module in training:
-                module.training = True
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
@@ -135,7 +116,7 @@ def activations(model: nn.Module, x: torch.Tensor) -> list[LayerActivation]:
 
         return hook
 
-    with _exclusive_eval(model):
+    with locked_eval(model):
         handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
         try:
             with torch.no_grad():
@@ -189,7 +170,7 @@ def attribute_batch(
     blank = _blank_rows(x).numpy()
     if blank.all():
         return np.zeros((len(x), IMAGE_SIDE, IMAGE_SIDE), np.float32)
-    with _exclusive_eval(model):
+    with locked_eval(model):
         maps = spec.run(
             model,
             x,
@@ -264,6 +245,6 @@ def integrated_gradients(
     """
     x = _check_input(x)
     target_list = _targets(target, 1)
-    with _exclusive_eval(model):
+    with locked_eval(model):
         maps, delta = integrated_gradients_with_delta(model, x, target_list, normalization, n_steps)
     return maps.detach()[0, 0].float().numpy().copy(), float(delta.detach()[0])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -28,3 +30,21 @@ def model_lock(model: nn.Module) -> threading.RLock:
             lock = threading.RLock()
             _LOCKS[model] = lock
         return lock
+
+
+@contextmanager
+def locked_eval(model: nn.Module) -> Iterator[None]:
+    """Hold the model's lock with every module in eval mode (dropout off, BatchNorm frozen).
+
+    Modes are switched, and restored afterwards, only for modules that were training, so the usual
+    case (a loaded model, already in eval mode) costs nothing.
+    """
+    with model_lock(model):
+        training = [module for module in model.modules() if module.training]
+        for module in training:
+            module.training = False
+        try:
+            yield
+        finally:
+            for module in training:
+                module.training = True

@@ -21,6 +21,7 @@ from torch import nn
 
 from core.checkpoints import atomic_write_bytes, read_bounded
 from core.inputs import to_input
+from core.locks import locked_eval
 from core.models import conv_layers
 from core.units import (
     NUM_CLASSES,
@@ -28,7 +29,6 @@ from core.units import (
     TOP,
     UnitsFileError,
     conv_block,
-    locked_eval,
 )
 
 MAX_UNITS_BYTES = 2**20

@@ -15,8 +15,6 @@ validated against the model's shapes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +23,7 @@ from torch import nn
 
 from core.checkpoints import CheckpointError
 from core.evaluate import softmax
-from core.locks import model_lock
+from core.locks import locked_eval
 from core.models import conv_layers, layer_summary
 
 TOP = 9
@@ -36,20 +34,6 @@ RUN_HINT = "run `python scripts/units.py` to compute it"
 
 class UnitsFileError(CheckpointError):
     """A units file is missing, unreadable or does not fit the model's layers."""
-
-
-@contextmanager
-def locked_eval(model: nn.Module) -> Iterator[None]:
-    """Hold the model's lock with every module in eval mode (restored afterwards)."""
-    with model_lock(model):
-        training = [module for module in model.modules() if module.training]
-        for module in training:
-            module.training = False
-        try:
-            yield
-        finally:
-            for module in training:
-                module.training = True
 
 
 def conv_block(model: nn.Module, layer: int) -> nn.Module:
