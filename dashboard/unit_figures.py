@@ -64,7 +64,8 @@ def cell_map_figure(
 ) -> go.Figure:
     """A unit's map with ``cell`` outlined in red; ``clickable`` puts a click target on every
     cell (built in one ``go.Figure`` call: the ``update_*`` helpers re-validate, see
-    ``dashboard.images``)."""
+    ``dashboard.images``). The axes span exactly the map: the click targets' marker size would
+    otherwise pad the autorange, leaving a margin around the map and cells off its grid."""
     traces: list = [
         {
             "type": "heatmap",
@@ -89,6 +90,8 @@ def cell_map_figure(
     row, col = cell
     outline = {"type": "rect", "x0": col - 0.5, "x1": col + 0.5, "y0": row - 0.5, "y1": row + 0.5}
     layout = _image_layout(300, title)
+    layout["xaxis"]["range"] = [-0.5, width - 0.5]
+    layout["yaxis"] |= {"range": [height - 0.5, -0.5], "autorange": False}
     layout["shapes"] = [outline | {"line": {"color": "#ef4444", "width": 2}}]
     return go.Figure(data=traces, layout=layout)
 

@@ -40,7 +40,7 @@ from core.units import (
     receptive_box,
     unit_weights,
 )
-from dashboard import charts, unit_results
+from dashboard import charts, unit_figures
 
 TARGET_MS = 100.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,22 +55,22 @@ def serialised(figure: object) -> str:
 def show_unit(model, layer_stats, geometry, images: np.ndarray, layer: int, channel: int) -> None:
     """A unit newly picked: weights, kernel figure, class means, the 9 marked test digits."""
     weights = unit_weights(model, layer, channel)
-    serialised(unit_results.kernel_figure(weights))
-    serialised(unit_results.class_mean_figure(layer_stats.class_mean[channel]))
+    serialised(unit_figures.kernel_figure(weights))
+    serialised(unit_figures.class_mean_figure(layer_stats.class_mean[channel]))
     cells = layer_stats.top_cell[channel]
     for index, cell in zip(layer_stats.top_index[channel], cells, strict=True):
         box = receptive_box(geometry, (int(cell[0]), int(cell[1])))
-        unit_results.marked_digit(images[index], box)
+        unit_figures.marked_digit(images[index], box)
 
 
 def enter_cell(model, x: torch.Tensor, layer: int, channel: int, shape: tuple[int, ...]) -> None:
     """A cell newly entered: its arithmetic, the tables and the clickable map."""
     cell = (shape[1] // 2, shape[2] // 2)
     result = cell_arithmetic(model, x, layer, channel, cell)
-    unit_results.arithmetic_lines(result, result.cell.activation)
-    unit_results.cell_grids(result, 0)
-    unit_results.contribution_table(result)
-    serialised(unit_results.cell_map_figure(np.zeros(shape[1:]), cell))
+    unit_figures.arithmetic_lines(result, result.cell.activation)
+    unit_figures.cell_grids(result, 0)
+    unit_figures.contribution_table(result)
+    serialised(unit_figures.cell_map_figure(np.zeros(shape[1:]), cell))
 
 
 def switch_off(model, x: torch.Tensor, layer: int, temperature: float) -> None:
@@ -104,7 +104,7 @@ def interactions(model: torch.nn.Module, metadata: dict, variant: str, args) -> 
         row(f"{name} switch 3 channels off", partial(switch_off, model, x, layer, temperature))
         row(f"{name} rank all channels", partial(channel_ranking, model, x, layer))
     row("dense head (logits, softmax raw and /T)", partial(head_arithmetic, model, x, temperature))
-    row("layer summary", lambda: unit_results.layer_table(layer_rows(model)))
+    row("layer summary", lambda: unit_figures.layer_table(layer_rows(model)))
 
 
 def page_reruns(variant: str, image: np.ndarray, repeats: int) -> None:

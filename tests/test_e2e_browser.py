@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,14 +21,22 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
-from core.checkpoints import DEFAULT_DIRECTORY
+from core.checkpoints import DEFAULT_DIRECTORY, load_model
 from core.evalfile import read_eval_file
+from core.evaluate import softmax
+from core.explain import activations
+from core.inputs import image_to_input
 from core.models import REGISTRY
+from core.preprocess import preprocess
+from core.units import ablate, cell_arithmetic, channel_ranking
 from dashboard.navigation import PAGES as PAGE_SPECS
 from tests.conftest import find_data_dir
 
@@ -61,6 +70,7 @@ SHOT_NAMES = {
 # Sidebar label (the page's registry title) -> screenshot name.
 PAGES = {spec.title: SHOT_NAMES.get(key, key) for key, spec in PAGE_SPECS.items()}
 DRAW = PAGE_SPECS["draw"].title
+UNITS = PAGE_SPECS["units"].title
 CNNS = [name for name, spec in REGISTRY.items() if spec.conv_blocks]
 STARTUP_SECONDS = 90
 STEP_MS = 60_000
@@ -188,11 +198,16 @@ def stroke(page, points: list[tuple[int, int]]) -> None:
     page.mouse.up()
 
 
-def predictions(page) -> dict[str, str]:
-    """Each model's shown answer on the Draw page, by model name."""
+def metrics(page) -> dict[str, str]:
+    """Every metric the page shows: its value by its label."""
     labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
     values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
     return {label.strip(): value for label, value in zip(labels, values, strict=True)}
+
+
+def predictions(page) -> dict[str, str]:
+    """Each model's shown answer on the Draw page, by model name."""
+    return metrics(page)
 
 
 def expect_prediction(page, digit: str) -> None:
@@ -228,10 +243,14 @@ def four_png(path: Path) -> Path:
     return path
 
 
-def click_data_point(page, chart_index: int, x: float, y: float, width: int, height: int) -> None:
+def click_data_point(
+    page, chart_index: int, x: float, y: float, width: int, height: int, within=None
+) -> None:
     """Click data point (x, y) of a chart whose axes span [-0.5, width - 0.5] and, top to
-    bottom, [-0.5, height - 0.5] (heatmaps with the y axis reversed)."""
-    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').nth(chart_index)
+    bottom, [-0.5, height - 0.5] (heatmaps with the y axis reversed): the ``chart_index``-th
+    chart of the page, or of the locator ``within``."""
+    scope = page if within is None else within
+    area = scope.locator('[data-testid="stPlotlyChart"] .nsewdrag').nth(chart_index)
     box = area.bounding_box()
     page.mouse.click(
         box["x"] + (x + 0.5) / width * box["width"], box["y"] + (y + 0.5) / height * box["height"]
@@ -277,6 +296,192 @@ def check_clicking_a_confusion_cell_shows_its_mistakes(page) -> None:
     assert_no_exception(page, "Error browser (cell clicked)")
 
 
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def number(text: str) -> float:
+    """The first number in ``text`` ("99.48%" -> 99.48)."""
+    found = NUMBER.search(text)
+    assert found, f"no number in {text!r}"
+    return float(found.group())
+
+
+def assert_percent(shown: str, probability: float) -> None:
+    """``shown`` ("99.994%": as many decimals as it needs) is ``probability`` to its decimals."""
+    decimals = len(shown.strip().rstrip("%").partition(".")[2])
+    tolerance = 0.5 * 10**-decimals + 1e-9
+    assert number(shown) == pytest.approx(100 * probability, abs=tolerance), (shown, probability)
+
+
+def number_input(page, label: str):
+    """The text box of the number input labelled ``label``."""
+    widget = page.locator('[data-testid="stNumberInput"]').filter(
+        has=page.get_by_text(label, exact=True)
+    )
+    return widget.locator("input")
+
+
+@dataclass
+class UnitView:
+    """What the units page shows, read from the page, and core's view of the same: the model, the
+    uploaded "4" as the page feeds it, and the calibration temperature."""
+
+    variant: str
+    layer: int
+    channel: int
+    model: torch.nn.Module
+    x: torch.Tensor
+    temperature: float
+
+
+def unit_view(page, four: Path) -> UnitView:
+    """The units page's model and layer (its cell map's key carries them) and channel."""
+    classes = page.locator('[class*="st-key-dl-units-cellmap-"]').get_attribute("class") or ""
+    found = re.search(r"st-key-dl-units-cellmap-(\w+)-(\d+)", classes)
+    assert found, classes
+    variant, layer = found.group(1), int(found.group(2))
+    channel = int(number_input(page, "Channel").input_value())
+    directory = os.environ.get("DIGIT_LENS_CHECKPOINTS") or DEFAULT_DIRECTORY
+    model, metadata = load_model(variant, directory)
+    # what state.take_upload makes of the file: the preprocessed 28×28 image, as float32
+    image = np.ascontiguousarray(preprocess(four.read_bytes()).image, dtype=np.float32)
+    x = image_to_input(image, metadata["normalization"])
+    return UnitView(variant, layer, channel, model, x, float(metadata.get("temperature", 1.0)))
+
+
+def distinct_cell(values: np.ndarray, exclude: tuple[int, int]) -> tuple[int, int]:
+    """The cell whose value differs most from each of its 8 neighbours' (so a click that landed
+    next to it would show another number), inside a 2×2 pool window, other than ``exclude``."""
+    padded = np.pad(values, 1, mode="edge")  # a border cell's margin is 0: never chosen
+    height, width = values.shape
+    shifted = [
+        padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if dy or dx
+    ]
+    margin = np.min([np.abs(values - other) for other in shifted], axis=0)
+    margin[height // 2 * 2 :, :] = margin[:, width // 2 * 2 :] = 0
+    margin[exclude] = 0
+    row, col = np.unravel_index(margin.argmax(), margin.shape)
+    assert margin[row, col] > 1e-3, "no cell stands out from its neighbours"
+    return int(row), int(col)
+
+
+def check_clicking_a_cell_shows_its_arithmetic(page, four: Path) -> None:
+    """Click a cell of the unit's map: the arithmetic shown is that cell's, and it lands on the
+    value the model's own forward pass gives there."""
+    page.get_by_role("tab", name="The arithmetic").click()
+    wait_idle(page)
+    view = unit_view(page, four)
+    values = activations(view.model, view.x)[view.layer].values[view.channel]
+    height, width = values.shape
+    shown = (
+        int(number_input(page, "Row").input_value()),
+        int(number_input(page, "Column").input_value()),
+    )
+    row, col = distinct_cell(values, shown)
+    cell_map = page.locator(f".st-key-dl-units-cellmap-{view.variant}-{view.layer}")
+    click_data_point(page, 0, col, row, width, height, within=cell_map)
+    playwright_api.expect(number_input(page, "Row")).to_have_value(str(row))
+    playwright_api.expect(number_input(page, "Column")).to_have_value(str(col))
+    wait_idle(page)
+    assert_no_exception(page, f"{UNITS} (cell clicked)")
+
+    expected = cell_arithmetic(view.model, view.x, view.layer, view.channel, (row, col))
+    code = page.locator('[data-testid="stCode"]').inner_text()
+    model_line = re.search(r"forward pass gives (-?[\d.]+) at \((\d+), (\d+)\)", code)
+    assert model_line, code
+    assert (int(model_line.group(2)), int(model_line.group(3))) == (row, col), code
+    assert float(model_line.group(1)) == pytest.approx(float(values[row, col]), abs=2e-6), code
+    # the hand arithmetic reproduces it: conv sum, BatchNorm, LeakyReLU of exactly this cell
+    conv = re.search(r"patch · kernel = (-?[\d.]+)", code)
+    relu = re.search(r"LeakyReLU .*= (-?[\d.]+)$", code, re.MULTILINE)
+    assert conv and relu, code
+    assert float(conv.group(1)) == pytest.approx(expected.cell.conv, abs=2e-6), code
+    assert float(relu.group(1)) == pytest.approx(expected.cell.activation, abs=2e-6), code
+    assert float(relu.group(1)) == pytest.approx(float(values[row, col]), abs=1e-5), code
+    size = round(len(expected.pool) ** 0.5)
+    assert f"pooled cell ({row // size}, {col // size})" in code, code
+    assert f"→ max {expected.pooled:.6f}" in code, code
+    rows, cols = expected.cell.rows, expected.cell.cols
+    patch = f"rows {rows.min()}–{rows.max()}, cols {cols.min()}–{cols.max()}"
+    playwright_api.expect(page.get_by_text(patch).first).to_be_visible()
+    # the red outline moved to the clicked cell
+    outline = cell_map.locator(".js-plotly-plot").evaluate("gd => gd.layout.shapes[0]")
+    assert (outline["x0"], outline["y0"]) == (col - 0.5, row - 0.5), outline
+
+
+def probability_bars(page) -> dict[str, np.ndarray]:
+    """The probability chart's bars (exact values, not the rounded labels), by trace name."""
+    chart = page.locator(".st-key-dl-units-probs .js-plotly-plot")
+    bars = chart.evaluate("gd => gd._fullData.map((t) => [t.name, Array.from(t.y)])")
+    return {name: np.asarray(y, dtype=float) for name, y in bars}
+
+
+def channel_picker(page):
+    """The units page's multiselect of channels to switch off."""
+    return page.locator('[data-testid="stMultiSelect"]').filter(has_text="Channels to switch off")
+
+
+def expect_channels_off(page, view: UnitView, off: list[int], digit: int) -> dict[str, str]:
+    """The page shows ``off`` switched off and the probabilities core's ablation gives."""
+    label = f"P({digit}), {len(off)} channel(s) off"
+    playwright_api.expect(page.get_by_text(label, exact=True)).to_be_visible()
+    wait_idle(page)
+    tags = channel_picker(page).locator('[data-testid="stMultiSelectTagsContainer"]')
+    assert tags.inner_text().split() == [str(c) for c in off]
+    logits = ablate(view.model, view.x, view.layer, off)
+    expected = softmax(logits, view.temperature)
+    shown = metrics(page)
+    assert_percent(shown[label], expected[digit])
+    logit = number(shown[f"logit {digit}, {len(off)} channel(s) off"])
+    assert logit == pytest.approx(logits[digit], abs=0.00051), shown
+    bars = probability_bars(page)
+    np.testing.assert_allclose(bars["switched off"], expected, atol=1e-6)
+    assert bars["switched off"][digit] < bars["all on"][digit]
+    return shown
+
+
+def check_switching_channels_off_changes_the_probabilities(page, four: Path) -> None:
+    """Switch the channel that matters most off in the multiselect, then the 8 that matter most
+    with the button: the probabilities and logit shown are core's ablation of the "4"."""
+    page.get_by_role("tab", name="Switch channels off").click()
+    wait_idle(page)
+    view = unit_view(page, four)
+    ranking = channel_ranking(view.model, view.x, view.layer)
+    digit, before = ranking.target, metrics(page)
+    assert digit == 4
+    intact = softmax(ranking.logits, view.temperature)
+    assert before[f"P({digit}), all channels on"] == before[f"P({digit}), 0 channel(s) off"]
+    assert_percent(before[f"P({digit}), all channels on"], intact[digit])
+    np.testing.assert_allclose(probability_bars(page)["all on"], intact, atol=1e-6)
+    # the ranking table lists the channels in core's order, with their logit drops
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="then predicts")
+    cells = table.locator("tr").evaluate_all(
+        "rows => rows.map((r) => [...r.querySelectorAll('td')].map((c) => c.innerText))"
+    )
+    ranked = [row for row in cells if row][:8]
+    assert [int(row[0]) for row in ranked] == [int(c) for c in ranking.channels[:8]], ranked
+    drops = [float(row[1]) for row in ranked]
+    np.testing.assert_allclose(drops, ranking.drops[:8], atol=1e-5)
+
+    first = int(ranking.channels[0])
+    channel_picker(page).locator("input").click()
+    page.keyboard.type(str(first))
+    page.get_by_role("option", name=str(first), exact=True).click()
+    page.keyboard.press("Escape")
+    one = expect_channels_off(page, view, [first], digit)
+    assert one[f"P({digit}), 1 channel(s) off"] != before[f"P({digit}), all channels on"]
+    assert one[f"logit {digit}, 1 channel(s) off"] != before[f"logit {digit}, 0 channel(s) off"]
+
+    page.get_by_role("button", name="Off: the 8 that matter most").click()
+    most = [int(c) for c in ranking.channels[:8]]
+    eight = expect_channels_off(page, view, most, digit)
+    assert eight[f"P({digit}), 8 channel(s) off"] != before[f"P({digit}), all channels on"]
+    assert_no_exception(page, f"{UNITS} (channels switched off)")
+
+
 def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
     page.locator("h1").filter(has_text="digit-lens").wait_for()
     wait_idle(page)
@@ -300,7 +505,8 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
     screenshot(page, PAGES[DRAW])
 
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    uploader.set_input_files(str(four_png(tmp_path / "four.png")))
+    four = four_png(tmp_path / "four.png")
+    uploader.set_input_files(str(four))
     expect_prediction(page, "4")
     assert_no_exception(page, "Draw & predict (uploaded 4)")
 
@@ -312,6 +518,9 @@ def test_draw_upload_and_every_page_in_chromium(page, tmp_path: Path) -> None:
             check_clicking_a_feature_map_enlarges_it(page)
         elif label == "Error browser":
             check_clicking_a_confusion_cell_shows_its_mistakes(page)
+        elif label == UNITS:
+            check_switching_channels_off_changes_the_probabilities(page, four)
+            check_clicking_a_cell_shows_its_arithmetic(page, four)  # its tab is the screenshot
         screenshot(page, PAGES[label])
 
     open_page(page, DRAW)

@@ -22,6 +22,7 @@ from core.data import DataUnavailableError
 from core.evaluate import softmax
 from core.inputs import image_to_input, to_input
 from core.models import REGISTRY, count_parameters
+from core.predict import format_percent
 from core.unit_stats import precompute, read_unit_stats, units_path, write_unit_stats
 from core.units import (
     UnitsFileError,
@@ -35,7 +36,7 @@ from core.units import (
     receptive_box,
     unit_weights,
 )
-from dashboard import loaders, state, widgets
+from dashboard import loaders, state, unit_figures, widgets
 from tests.explain_helpers import drawn_digit, hook_count, seeded_model
 
 CNNS = [name for name, spec in REGISTRY.items() if spec.conv_blocks]
@@ -373,12 +374,16 @@ def page_input(metadata: dict) -> torch.Tensor:
     return image_to_input(current.image, metadata["normalization"])
 
 
-def page(variant: str, with_input: bool = True) -> AppTest:
+def page(variant: str, with_input: bool = True, session: dict | None = None) -> AppTest:
+    """The units page on ``variant`` (the drawn seven as input), ``session`` put into the
+    session state before the first run."""
     at = AppTest.from_file(str(HOME), default_timeout=90)
     if with_input:
         image = drawn_digit("seven")
         at.session_state[state.INPUT_KEY] = state.CurrentInput.from_image(image, "sample", "x")
     at.session_state[widgets.MODEL_KEY] = variant
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
     at.switch_page(PAGE)
     return at.run()
 
@@ -424,6 +429,45 @@ def test_entering_a_cell_shows_its_arithmetic(checkpoints, models) -> None:
     assert "no 2×2 window" in at.code[0].value
 
 
+def test_the_clickable_map_spans_exactly_its_cells() -> None:
+    """Axes pinned to the map (the click targets' markers would pad the autorange): cell (r, c)
+    sits at x = c, y = r on a grid the browser test clicks, the chosen one outlined."""
+    figure = unit_figures.cell_map_figure(np.arange(35.0).reshape(5, 7), (1, 3))
+    assert tuple(figure.layout.xaxis.range) == (-0.5, 6.5)
+    assert tuple(figure.layout.yaxis.range) == (4.5, -0.5)
+    assert figure.layout.yaxis.autorange is False
+    _, targets = figure.data
+    assert (targets.x[10], targets.y[10], tuple(targets.customdata[10])) == (3, 1, (1, 3, 10))
+    outline = figure.layout.shapes[0]
+    assert (outline.x0, outline.x1, outline.y0, outline.y1) == (2.5, 3.5, 0.5, 1.5)
+
+
+def test_clicking_a_cell_of_the_map_shows_its_arithmetic(checkpoints, models) -> None:
+    """A click on the map (the selection event Plotly sends: AppTest cannot click) picks its cell
+    for the arithmetic; a row typed afterwards is not overridden by that old click."""
+    model, metadata = models["cnn3"]
+    x = page_input(metadata)
+    values = recorded(model, x, 0)["act"][0, 4].numpy()
+    peak = np.unravel_index(values.argmax(), values.shape)
+    masked = values.copy()
+    masked[peak] = -np.inf
+    row, col = (int(i) for i in np.unravel_index(masked.argmax(), values.shape))
+    click = {"selection": {"points": [{"curve_number": 1, "x": col, "y": row}]}}
+    at = page("cnn3", session={"dl.units.channel.cnn3.0": 4, "dl.units.cellmap.cnn3.0": click})
+    assert_clean(at)
+    assert at.number_input(key="dl.units.row.cnn3.0").value == row
+    assert at.number_input(key="dl.units.col.cnn3.0").value == col
+    expected = cell_arithmetic(model, x, 0, 4, (row, col))
+    (code,) = [c.value for c in at.code]
+    assert f"gives {float(values[row, col]):.6f} at ({row}, {col})" in code
+    assert f"= {expected.cell.activation:.6f}" in code
+    typed = (row + 3) % values.shape[0]
+    at.number_input(key="dl.units.row.cnn3.0").set_value(typed).run()
+    assert at.number_input(key="dl.units.row.cnn3.0").value == typed
+    assert at.number_input(key="dl.units.col.cnn3.0").value == col
+    assert f"at ({typed}, {col})" in at.code[0].value
+
+
 def test_switching_channels_off_changes_the_shown_probabilities(checkpoints, models) -> None:
     at = page("cnn1")
     model, metadata = models["cnn1"]
@@ -436,7 +480,10 @@ def test_switching_channels_off_changes_the_shown_probabilities(checkpoints, mod
     assert_clean(at)
     after = {m.label: m.value for m in at.metric}
     expected = softmax(ablate(model, x, 0, off), temperature)[digit]
-    assert after[f"P({digit}), 4 channel(s) off"] == f"{expected:.2%}"
+    assert after[f"P({digit}), 4 channel(s) off"] == format_percent(expected)
+    assert before[f"P({digit}), all channels on"] == format_percent(
+        softmax(ranking.logits, temperature)[digit]
+    )
     logit = ablate(model, x, 0, off)[digit]
     assert after[f"logit {digit}, 4 channel(s) off"] == f"{logit:.3f}"
     assert logit < ranking.logits[digit]

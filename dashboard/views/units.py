@@ -8,6 +8,7 @@ import streamlit as st
 from core.data import DataUnavailableError
 from core.evaluate import softmax
 from core.models import REGISTRY
+from core.predict import format_percent
 from core.units import UnitsFileError
 from dashboard import (
     charts,
@@ -178,15 +179,21 @@ def show_ablation(variant: str, layer: int, channels: int, current: state.Curren
     now = int(np.argmax(after))
     changed = bool(off)
     left, middle, right = st.columns(3)
-    left.metric(f"P({digit}), all channels on", f"{before[digit]:.2%}")
-    delta = f"{100 * (after[digit] - before[digit]):+.2f} pp" if changed else None
-    middle.metric(f"P({digit}), {len(off)} channel(s) off", f"{after[digit]:.2%}", delta)
+    # as many decimals as a saturated probability needs (99.994%, not 100.00%), like every page
+    left.metric(f"P({digit}), all channels on", format_percent(before[digit]))
+    points = 100 * (after[digit] - before[digit])  # a tiny change shows: -0.0036 pp, not -0.00
+    delta = f"{points:+.2f} pp" if abs(points) >= 0.01 else f"{points:+.2g} pp"
+    middle.metric(
+        f"P({digit}), {len(off)} channel(s) off",
+        format_percent(after[digit]),
+        delta if changed else None,
+    )
     drop = f"{logits[digit] - ranking.logits[digit]:+.3f}" if changed else None
     right.metric(f"logit {digit}, {len(off)} channel(s) off", f"{logits[digit]:.3f}", drop)
     st.caption(
         f"A channel switched off is zeroed after its block's LeakyReLU. The model now predicts "
-        f"**{now}** ({after[now]:.2%}); calibrated probabilities (T = {temperature:.3f}), which "
-        "saturate: the logit shows changes they hide."
+        f"**{now}** ({format_percent(after[now])}); calibrated probabilities "
+        f"(T = {temperature:.3f}), which saturate: the logit shows changes they hide."
     )
     figure = charts.probability_figure({"all on": before, "switched off": after}, height=260)
     st.plotly_chart(figure, key="dl.units.probs")
