@@ -32,7 +32,7 @@ from core.embedding import (
     nearest,
     place,
 )
-from dashboard import images, loaders, shell, state, widgets
+from dashboard import hover_thumbnails, images, loaders, shell, state, widgets
 
 RUN_HINT = "Run `python scripts/embedding.py` to compute it."  # shown after every message
 MAX_NEIGHBOURS = 24
@@ -264,6 +264,7 @@ def map_figure(
         "legend": {"title": {"text": "true digit" if colour_by_true else "predicted"}},
         "clickmode": "event+select",
         "dragmode": "pan",
+        "meta": hover_thumbnails.CHART_META,
     }
     return go.Figure(data=traces, layout=layout)
 

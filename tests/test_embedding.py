@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.checkpoints import load_model
 from core.counterfactual import counterfactual
-from core.data import DataUnavailableError, load_mnist
+from core.data import DataUnavailableError, load_mnist, load_mnist_test
 from core.embedding import (
     Embedding,
     EmbeddingFileError,
@@ -33,7 +33,7 @@ from core.evalfile import read_eval_file
 from core.models import build_model
 from core.preprocess import preprocess
 from core.tsne import tsne
-from dashboard import embedding_results, loaders, state
+from dashboard import embedding_results, hover_thumbnails, loaders, state
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "dashboard" / "Home.py"
@@ -182,6 +182,40 @@ def test_the_map_csv_has_one_row_per_digit() -> None:
     assert text.splitlines() == ["index,x,y,label,predicted", "0,0.5,-1.25,3,3", "1,2.0,3.0,8,9"]
 
 
+def decode_png(png: bytes) -> np.ndarray:
+    """The pixels of a grayscale PNG."""
+    with Image.open(io.BytesIO(png)) as picture:
+        assert (picture.format, picture.mode) == ("PNG", "L")
+        return np.asarray(picture)
+
+
+def test_the_sprite_tiles_the_digits_row_major_and_its_png_keeps_every_pixel() -> None:
+    digits = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    mosaic = hover_thumbnails.sprite(digits, columns=3)
+    assert mosaic.shape == (3 * 28, 3 * 28) and mosaic.dtype == np.uint8
+    for i, digit in enumerate(digits):
+        row, col = divmod(i, 3)
+        np.testing.assert_array_equal(
+            mosaic[28 * row : 28 * row + 28, 28 * col : 28 * col + 28], digit
+        )
+    assert not mosaic[56:, 28:].any()  # the short last row is padded with black
+    np.testing.assert_array_equal(decode_png(hover_thumbnails.png_bytes(mosaic)), mosaic)
+    full = hover_thumbnails.sprite(np.zeros((10_000, 28, 28), np.uint8))
+    assert full.shape == (2800, 2800)  # 100 × 100 digits
+    with pytest.raises(ValueError):
+        hover_thumbnails.sprite(digits.astype(np.float32))
+
+
+def test_the_sprite_is_refused_for_a_map_of_other_digits(data_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
+    images, labels = (t.numpy() for t in load_mnist_test(data_dir))
+    png = hover_thumbnails.sprite_for(labels[:50])
+    assert png is not None
+    np.testing.assert_array_equal(decode_png(png), hover_thumbnails.sprite(images))
+    assert hover_thumbnails.sprite_for((labels[:50] + 1) % 10) is None
+    assert hover_thumbnails.sprite_for(np.zeros(len(labels) + 1, np.int64)) is None
+
+
 # ------------------------------------------------------------------------------ counterfactual
 
 
@@ -266,6 +300,20 @@ def test_the_page_maps_the_digit_lists_neighbours_and_flips_the_answer(
     names = [t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert names[:10] == [str(d) for d in range(10)] and names[-1] == "current digit"
     assert not any(str(n).startswith("OOD") for n in names)
+    # hover thumbnails: the component is mounted on this map with the sprite of the test digits
+    (thumbs,) = [
+        c for c in at.get("bidi_component")
+        if c.proto.component_name == hover_thumbnails.COMPONENT_NAME
+    ]  # fmt: skip
+    assert not thumbs.proto.isolate_styles  # its JavaScript reaches the chart in the app's DOM
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["meta"] == hover_thumbnails.CHART_META  # how its JavaScript finds it
+    assert json.dumps(hover_thumbnails.CHART_META) in thumbs.proto.js_content
+    test_images = load_mnist_test(data_dir)[0].numpy()
+    np.testing.assert_array_equal(
+        decode_png(thumbs.proto.bytes), hover_thumbnails.sprite(test_images)
+    )
+    assert any("Hover a point to see its digit" in c.value for c in at.caption)
 
     at.toggle(key="dl.emb.ood").set_value(True)
     at.button_group(key="dl.emb.layout").set_value("t-SNE")
@@ -285,14 +333,17 @@ def test_the_page_says_plainly_when_mnist_is_absent(
 
     monkeypatch.setattr(embedding_results, "load_mnist", absent)
     monkeypatch.setattr(loaders, "load_mnist_test", absent)
-    embedding_results._train_images.clear()
-    loaders._mnist_test.clear()
+    caches = (embedding_results._train_images, loaders._mnist_test, hover_thumbnails._sprite)
+    for cache in caches:
+        cache.clear()
     try:
         at = run_page(small_checkpoints, monkeypatch, data_dir)
     finally:
-        embedding_results._train_images.clear()
-        loaders._mnist_test.clear()
+        for cache in caches:
+            cache.clear()
     assert not at.exception and not at.error
+    assert not at.get("bidi_component")  # no hover thumbnails, and the page says why
+    assert any("Hover thumbnails need the MNIST test images" in c.value for c in at.caption)
     assert any("training images are not available" in i.value for i in at.info)
     assert len(at.dataframe) == 2  # labels and distances still shown
     assert set(at.dataframe[0].value.columns) >= {"label", "distance"}
