@@ -9,7 +9,7 @@ import streamlit as st
 from core.counterfactual import BUDGETS
 from core.data import DataUnavailableError
 from core.embedding import PLACE_K, EmbeddingFileError, nearest
-from dashboard import charts, images, shell, state, widgets
+from dashboard import charts, hover_thumbnails, images, shell, state, widgets
 from dashboard import embedding_results as er
 
 PCA, TSNE = "PCA", "t-SNE"
@@ -59,8 +59,8 @@ with shell.guard():
             colour == TRUE,
             current=spot,
             ood=ood,
-            title=title,
         )
+        st.markdown(f"**{title}**")  # above the chart: it wraps on a phone, a Plotly title won't
         st.plotly_chart(
             figure,
             key=key,
@@ -86,6 +86,13 @@ with shell.guard():
             st.caption(
                 "The star: projected exactly on the PCA map; on the t-SNE map, the mean position "
                 f"of its {PLACE_K} nearest test digits. Click a point to make that digit current."
+            )
+        if hover_thumbnails.mount(found.test_labels, key="dl.emb.hover"):
+            st.caption("Hover a point to see its digit.")
+        else:
+            st.caption(
+                "Hover thumbnails need the MNIST test images the map was built from, which are "
+                "not available here: hovering shows each digit's index, label and prediction."
             )
     st.download_button("Map coordinates (CSV)", er.map_csv(xy, found.test_labels, found.test_predictions),
                        file_name=f"embedding_{variant}_{layout}.csv", mime="text/csv", icon=":material/download:")  # fmt: skip
