@@ -55,7 +55,8 @@ def stroke_mask(
 
 
 def canvas_rgba(ink: np.ndarray, transparent: bool = True, color=(0, 0, 0)) -> np.ndarray:
-    """What streamlit-drawable-canvas returns: uint8 RGBA, stroke colour with ink as opacity.
+    """A drawing as canvas components and drawing apps export it: uint8 RGBA, stroke colour with
+    ink as opacity.
 
     Transparent background: RGB is the stroke colour where drawn, alpha is the ink. White
     background: everything opaque, the stroke blended over white.

@@ -197,7 +197,7 @@ def _ink_is_darker(gray: np.ndarray, background: float) -> bool:
 
 
 def _drawing_on_transparency(gray: np.ndarray, alpha: np.ndarray) -> bool:
-    """Whether this is strokes of one colour on a transparent background (the drawable canvas).
+    """Whether this is strokes of one colour on a transparent background (a drawing app's export).
 
     The background counts as transparent when most of the image or most of its border is; the
     strokes are one colour when their luminance hardly varies (a picture with transparent

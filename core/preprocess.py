@@ -115,7 +115,7 @@ def preprocess(
 ) -> PreprocessResult:
     """Turn raw bytes, a PIL image or an image array into MNIST's format.
 
-    Arrays may be the drawable canvas's RGBA ``image_data`` (uint8 ``[H, W, 4]``, ink in alpha
+    Arrays may be a drawing's RGBA pixels (uint8 ``[H, W, 4]``, ink in alpha
     when the background is transparent), ``[H, W]`` or ``[H, W, 3]``; uint8, uint16, bool and
     float arrays are understood. ``None`` (a canvas before its first stroke) and blank or
     near-blank images give a ``blank`` result; unreadable input raises

@@ -145,4 +145,8 @@ def run() -> None:
         )
         for index, spec in enumerate(PAGES.values())
     ]
-    st.navigation(pages).run()
+    current = st.navigation(pages)
+    from dashboard import phone
+
+    phone.close_sidebar_after_navigation(current.url_path)
+    current.run()

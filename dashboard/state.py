@@ -1,4 +1,4 @@
-"""The current input: the one digit every page inspects, and how the canvas and uploads set it.
+"""The current input: the one digit every page inspects, and how the drawing pad and uploads set it.
 
 Session-state keys follow one scheme, ``"dl." + what it holds``; widget keys of a page use
 ``"dl.<page>.*"``. The current input lives under :data:`INPUT_KEY`. A drawing is preprocessed
@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from core.drawing import render_strokes
 from core.preprocess import InvalidImageError, PreprocessResult, preprocess
-from dashboard import navigation
+from dashboard import navigation, sketchpad
 from dashboard.shell import escape_markdown
 
 INPUT_KEY = "dl.input"
-CANVAS_KEY = "dl.draw.canvas"
 CANVAS_STATE_KEY = "dl.canvas.state"
-CANVAS_DRAWING_KEY = "dl.canvas.drawing"
-CANVAS_GENERATION_KEY = "dl.canvas.generation"
 UPLOAD_KEY = "dl.draw.upload"
 UPLOAD_STATE_KEY = "dl.upload.state"
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif")
@@ -91,13 +89,13 @@ def current_input() -> CurrentInput | None:
 def set_current_input(value: CurrentInput | None) -> None:
     """Make ``value`` the digit every page inspects (None clears it).
 
-    A test digit chosen elsewhere also clears the remembered canvas drawing, so the Draw page
-    shows that digit instead of a stale drawing.
+    A test digit chosen elsewhere also clears the drawing pad, so the Draw page shows that digit
+    instead of a stale drawing.
     """
     st.session_state[INPUT_KEY] = value
-    if value is not None and value.source == "sample":
-        st.session_state.pop(CANVAS_DRAWING_KEY, None)
-        st.session_state.pop(f"{CANVAS_DRAWING_KEY}.initial", None)
+    if value is not None and value.source == "sample" and sketchpad.strokes():
+        sketchpad.set_strokes([])
+        st.session_state.pop(CANVAS_STATE_KEY, None)
 
 
 def require_input() -> CurrentInput:
@@ -114,22 +112,24 @@ def require_input() -> CurrentInput:
     return value
 
 
-def take_canvas(image_data: np.ndarray | None) -> str:
-    """Feed the canvas's RGBA ``image_data`` into the current input; return the canvas state.
+def take_drawing() -> str:
+    """Feed the pad's strokes into the current input; return the pad's state.
 
-    States: ``"untouched"`` (no stroke since the canvas was mounted: keep the current input, which
-    may be an upload or an earlier drawing), ``"blank"`` (strokes were undone or cleared: nothing
-    to predict, and a previous drawing is no longer current) or ``"drawn"``. Only a changed
-    drawing is preprocessed again.
+    States: ``"untouched"`` (no strokes: keep the current input, which may be an upload or a
+    test digit), ``"blank"`` (strokes that leave no ink on the pad: nothing to predict) or
+    ``"drawn"``. Only a changed drawing is drawn and preprocessed again, so an upload made after
+    the last stroke stays current until the next stroke.
     """
-    if image_data is None:
+    strokes = sketchpad.strokes()
+    if not strokes:
+        st.session_state.pop(CANVAS_STATE_KEY, None)
         return "untouched"
-    digest = _digest(np.ascontiguousarray(image_data).tobytes())
+    digest = _digest(repr(strokes).encode())
     previous = st.session_state.get(CANVAS_STATE_KEY)
     if previous and previous[0] == digest:
         return previous[1]
     try:
-        result = preprocess(image_data)
+        result = preprocess(render_strokes(strokes))
     except InvalidImageError:
         state = "blank"
     else:
@@ -194,59 +194,24 @@ def take_upload(uploaded: Any | None) -> None:
         st.warning(state[2], icon=":material/crop_free:")
 
 
-def canvas_initial_drawing(arrived: bool) -> dict | None:
-    """The last drawing, to restore on the canvas when the Draw page is opened again.
-
-    Fixed while the canvas stays mounted (a changing ``initial_drawing`` redraws the canvas),
-    refreshed from the last drawing when the user ``arrived`` on the page (the canvas is mounted
-    anew after a page switch). The restored drawing is sent back unchanged, so its digest matches
-    and it does not displace an upload made after it.
-    """
-    snapshot_key = f"{CANVAS_DRAWING_KEY}.initial"
-    if arrived or snapshot_key not in st.session_state:
-        st.session_state[snapshot_key] = st.session_state.get(CANVAS_DRAWING_KEY)
-    return st.session_state[snapshot_key]
-
-
-def remember_drawing(json_data: dict | None) -> None:
-    """Keep the canvas's Fabric.js JSON so the drawing survives a page switch."""
-    if json_data is not None:
-        st.session_state[CANVAS_DRAWING_KEY] = json_data
-
-
-def canvas_key() -> str:
-    """The canvas widget's key: a new one mounts a fresh canvas (how Clear and Undo work)."""
-    return f"{CANVAS_KEY}.{st.session_state.get(CANVAS_GENERATION_KEY, 0)}"
-
-
-def _remount_canvas(drawing: dict | None) -> None:
-    st.session_state[CANVAS_GENERATION_KEY] = st.session_state.get(CANVAS_GENERATION_KEY, 0) + 1
-    st.session_state[CANVAS_DRAWING_KEY] = drawing
-    st.session_state[f"{CANVAS_DRAWING_KEY}.initial"] = drawing
-    st.session_state.pop(CANVAS_STATE_KEY, None)
-
-
 def clear_canvas() -> None:
-    """Start over: an empty canvas, and a drawing is no longer the current input."""
-    _remount_canvas(None)
+    """Start over: an empty pad, and a drawing is no longer the current input."""
+    sketchpad.set_strokes([])
+    st.session_state.pop(CANVAS_STATE_KEY, None)
     current = current_input()
     if current is not None and current.source == "canvas":
         set_current_input(None)
 
 
 def undo_stroke() -> None:
-    """Take back the last stroke (the canvas is mounted again with the strokes before it)."""
-    drawing = st.session_state.get(CANVAS_DRAWING_KEY)
-    objects = list((drawing or {}).get("objects", []))
-    if not objects:
-        return
-    trimmed = {**drawing, "objects": objects[:-1]}
-    _remount_canvas(trimmed if objects[:-1] else None)
-    if not objects[:-1]:
+    """Take back the last stroke (the drawing before it becomes the current input)."""
+    strokes = sketchpad.strokes()
+    if len(strokes) <= 1:
         clear_canvas()
+        return
+    sketchpad.set_strokes(strokes[:-1])
 
 
 def strokes_drawn() -> int:
-    """How many strokes the remembered drawing holds (for enabling Undo and Clear)."""
-    drawing = st.session_state.get(CANVAS_DRAWING_KEY)
-    return len((drawing or {}).get("objects", []))
+    """How many strokes are on the pad (for enabling Undo and Clear)."""
+    return len(sketchpad.strokes())

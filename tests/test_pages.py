@@ -19,11 +19,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.checkpoints import DEFAULT_DIRECTORY, read_metadata
 from core.data import DataUnavailableError
+from core.drawing import Stroke
 from core.evalfile import read_eval_file
 from core.held_out import SHAPES, draw
 from core.models import VARIANTS
 from core.preprocess import preprocess
-from dashboard import loaders, navigation, state, widgets
+from dashboard import loaders, navigation, sketchpad, state, widgets
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "dashboard" / "Home.py"
@@ -42,6 +43,11 @@ def page(name: str) -> str:
     """The file of the page whose title contains ``name``."""
     (match,) = [spec.file for spec in navigation.PAGES.values() if name in spec.title]
     return match
+
+
+# Strokes as the drawing pad sends them (pad pixels, an 18 px brush).
+ONE_STROKE = Stroke(18.0, ((145.0, 45.0), (142.0, 140.0), (138.0, 240.0)))
+SEVEN_STROKE = Stroke(18.0, ((70.0, 55.0), (200.0, 50.0), (160.0, 140.0), (125.0, 245.0)))
 
 
 def draw_digit(kind: str, size: int = 280, width: int = 18) -> bytes:
@@ -195,17 +201,17 @@ BAD_UPLOADS = {
 
 @pytest.mark.parametrize("content", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
 def test_bad_uploads_clear_the_old_predictions_and_say_why(content: bytes) -> None:
-    before = digit_input("1")
-    at = make_app(page("Draw"), before)
-    drawing = {"objects": [{"type": "path"}]}
-    at.session_state[state.CANVAS_DRAWING_KEY] = drawing
+    at = make_app(page("Draw"))
+    drawing = [SEVEN_STROKE]
+    at.session_state[sketchpad.STROKES_KEY] = drawing
     at.run()
+    assert metric_values(at)["cnn3"] == "7"
     at.file_uploader(key=state.UPLOAD_KEY).upload("digit.png", content, "image/png").run()
     assert not at.exception
     assert len(at.error) == 1 and "cannot be used" in at.error[0].value
     assert at.session_state[state.INPUT_KEY] is None  # no stale answer for the new file
     assert metric_values(at) == {}
-    assert at.session_state[state.CANVAS_DRAWING_KEY]["objects"] == drawing["objects"]  # kept
+    assert at.session_state[sketchpad.STROKES_KEY] == drawing  # the drawing stays on the pad
 
 
 def test_blank_upload_says_there_is_no_digit() -> None:
@@ -454,16 +460,19 @@ def test_one_tampered_checkpoint_leaves_the_others_usable(monkeypatch, tmp_path:
 # ------------------------------------------------------------------------------------ state, links
 
 
-def test_undo_and_clear_buttons_edit_the_remembered_drawing() -> None:
-    at = make_app(page("Draw"), digit_input("7"))
-    at.session_state[state.CANVAS_DRAWING_KEY] = {"objects": [{"id": 1}, {"id": 2}]}
+def test_undo_and_clear_buttons_edit_the_drawing_on_the_pad() -> None:
+    at = make_app(page("Draw"))
+    at.session_state[sketchpad.STROKES_KEY] = [ONE_STROKE, SEVEN_STROKE]
     at.run()
+    assert metric_values(at)["cnn3"] != "1"  # two strokes on top of each other
     at.button(key="dl.draw.undo").click().run()
-    assert at.session_state[state.CANVAS_DRAWING_KEY]["objects"] == [{"id": 1}]
-    assert at.session_state[state.CANVAS_GENERATION_KEY] == 1  # a fresh canvas with one stroke
+    assert at.session_state[sketchpad.STROKES_KEY] == [ONE_STROKE]
+    assert at.session_state[sketchpad.GENERATION_KEY] == 1  # the pad is told to redraw
+    assert metric_values(at)["cnn3"] == "1"  # the drawing before the last stroke is predicted
     at.button(key="dl.draw.clear").click().run()
-    assert not (at.session_state[state.CANVAS_DRAWING_KEY] or {}).get("objects")
-    assert at.button(key="dl.draw.clear").disabled
+    assert at.session_state[sketchpad.STROKES_KEY] == []
+    assert at.session_state[state.INPUT_KEY] is None and metric_values(at) == {}
+    assert at.button(key="dl.draw.clear").disabled and at.button(key="dl.draw.undo").disabled
 
 
 def test_a_test_digit_chosen_elsewhere_shows_on_the_draw_page_with_its_label() -> None:
