@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,13 +97,23 @@ def prepare_root(data_dir: Path) -> Path:
     return cache_dir() / "data"
 
 
+def _remove_if_empty(folders: Iterable[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def load_mnist_dataset(train: bool, data_dir: str | os.PathLike[str] | None = None) -> MNIST:
     """One torchvision MNIST split, downloading only if the archives are not already there."""
     directory = resolve_data_dir(data_dir)
     root = prepare_root(directory)
+    created = [p for p in (root, root / "MNIST", root / "MNIST" / "raw") if not p.exists()]
     try:
         return MNIST(root=str(root), train=train, download=True)
     except (RuntimeError, OSError) as error:
+        _remove_if_empty(reversed(created))  # a failed download leaves no empty folders behind
         raise DataUnavailableError(
             f"MNIST could not be found in {directory.resolve()} or downloaded ({error}). "
             f"Put the four MNIST archives in {directory.resolve() / 'MNIST' / 'raw'}, or point "

@@ -31,6 +31,21 @@ def test_clear_error_without_data_or_network(
         load_mnist_dataset(train=False, data_dir=tmp_path / "empty")
     message = str(info.value)
     assert "MNIST/raw" in message and "DIGIT_LENS_DATA" in message and "--data-dir" in message
+    assert not (tmp_path / "empty").exists()  # the failed download left no empty folders behind
+
+
+def test_a_failed_download_keeps_folders_that_were_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "urllib.request.urlopen", lambda *_a, **_k: (_ for _ in ()).throw(OSError("offline"))
+    )
+    (tmp_path / "MNIST").mkdir()
+    (tmp_path / "MNIST" / "notes.txt").write_text("mine")
+    with pytest.raises(DataUnavailableError):
+        load_mnist_dataset(train=False, data_dir=tmp_path)
+    assert (tmp_path / "MNIST" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "MNIST" / "raw").exists()
 
 
 def test_split_is_fixed_by_seed_and_disjoint() -> None:
