@@ -13,9 +13,12 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.datasets import MNIST
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 ENV_VAR = "DIGIT_LENS_DATA"
 CACHE_ENV_VAR = "DIGIT_LENS_CACHE"
@@ -107,6 +110,10 @@ def _remove_if_empty(folders: Iterable[Path]) -> None:
 
 def load_mnist_dataset(train: bool, data_dir: str | os.PathLike[str] | None = None) -> MNIST:
     """One torchvision MNIST split, downloading only if the archives are not already there."""
+    # torchvision is imported here, not at the top: importing it pulls in torch._dynamo (seconds),
+    # which the dashboard's cold start does not need
+    from torchvision.datasets import MNIST
+
     directory = resolve_data_dir(data_dir)
     root = prepare_root(directory)
     created = [p for p in (root, root / "MNIST", root / "MNIST" / "raw") if not p.exists()]

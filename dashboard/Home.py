@@ -1,5 +1,11 @@
-"""digit-lens: ``streamlit run dashboard/Home.py`` starts here; the pages are in ``views/``."""
+"""digit-lens: ``streamlit run dashboard/Home.py`` starts here.
 
-from dashboard import navigation
+The server runs ``dashboard/app.py`` for every visit (the pages are in ``views/``) and, as soon as
+it starts, loads PyTorch and the models in the background (``dashboard/warmup.py``).
+"""
 
-navigation.run()
+import streamlit as st
+
+from dashboard.warmup import lifespan
+
+app = st.App("app.py", lifespan=lifespan)

@@ -7,7 +7,6 @@ page is its file in ``views/`` plus one entry here.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import streamlit as st
@@ -111,18 +110,17 @@ def page_link(key: str, label: str | None = None) -> None:
 
 
 def _warm_up() -> None:
-    """On a fresh server the first visitor waits for PyTorch and the models to load (several
-    seconds): paint a visible progress message first, load them, then clear it. Later runs skip
-    this in microseconds (the modules and the model cache are already there)."""
-    if "dashboard.loaders" in sys.modules:
+    """The server loads PyTorch and the models when it starts (``dashboard/warmup.py``); a
+    visitor who arrives before that has finished sees a progress box while it completes. Later
+    runs skip this in microseconds."""
+    from dashboard import warmup
+
+    if warmup.ready():
         return
     notice = st.empty()
     with notice.container(), st.status("Starting digit-lens…", expanded=True) as status:
-        st.write("Loading PyTorch (first visit after the server started)…")
-        from dashboard import loaders
-
-        st.write("Loading and verifying the models…")
-        loaders.model_store()
+        st.write("Loading PyTorch and the models (once per server start)…")
+        warmup.warm_up()
         status.update(label="Ready", state="complete")
     notice.empty()
 

@@ -125,7 +125,7 @@ def page_runs(repeats: int) -> None:
     from core.preprocess import preprocess
     from dashboard import navigation, state
 
-    home = ROOT / "dashboard" / "Home.py"
+    home = ROOT / "dashboard" / "app.py"
     pages = [None, *(spec.file for key, spec in navigation.PAGES.items() if key != "home")]
 
     def current(shift: int) -> state.CurrentInput:

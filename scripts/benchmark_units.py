@@ -113,7 +113,7 @@ def page_reruns(variant: str, image: np.ndarray, repeats: int) -> None:
 
     from dashboard import state, widgets
 
-    at = AppTest.from_file(str(ROOT / "dashboard" / "Home.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
     at.session_state[state.INPUT_KEY] = state.CurrentInput.from_image(image, "sample", "test 0")
     at.session_state[widgets.MODEL_KEY] = variant
     at.switch_page("views/units.py").run()

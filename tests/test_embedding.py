@@ -36,7 +36,7 @@ from core.tsne import tsne
 from dashboard import embedding_results, hover_thumbnails, loaders, state
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = ROOT / "dashboard" / "Home.py"
+APP_SCRIPT = ROOT / "dashboard" / "app.py"
 PAGE = "views/embedding.py"
 SMALL_TEST, SMALL_TRAIN = 300, 600
 
@@ -272,7 +272,7 @@ def small_checkpoints(
 def run_page(directory: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path, page: str = PAGE):
     monkeypatch.setenv(loaders.CHECKPOINTS_ENV_VAR, str(directory))
     monkeypatch.setenv("DIGIT_LENS_DATA", str(data_dir))
-    at = AppTest.from_file(str(HOME), default_timeout=90)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=90)
     at.session_state[state.INPUT_KEY] = state.CurrentInput.from_image(
         drawn_seven(), "canvas", "canvas"
     )
@@ -320,7 +320,7 @@ def test_the_page_maps_the_digit_lists_neighbours_and_flips_the_answer(
     at.run()
     assert not at.exception and not at.error
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["layout"]["title"]["text"].startswith("t-SNE")
+    assert any(m.value.startswith("**t-SNE of the features") for m in at.markdown)
     ood = [t for t in spec["data"] if str(t.get("name")).startswith("OOD: ")]
     assert len(ood) == len(read_eval_file("cnn3", small_checkpoints).ood) > 0
 
@@ -342,7 +342,8 @@ def test_the_page_says_plainly_when_mnist_is_absent(
         for cache in caches:
             cache.clear()
     assert not at.exception and not at.error
-    assert not at.get("bidi_component")  # no hover thumbnails, and the page says why
+    names = [c.proto.component_name for c in at.get("bidi_component")]
+    assert hover_thumbnails.COMPONENT_NAME not in names  # no hover thumbnails; the page says why
     assert any("Hover thumbnails need the MNIST test images" in c.value for c in at.caption)
     assert any("training images are not available" in i.value for i in at.info)
     assert len(at.dataframe) == 2  # labels and distances still shown

@@ -27,7 +27,7 @@ from core.preprocess import preprocess
 from dashboard import loaders, navigation, sketchpad, state, widgets
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = ROOT / "dashboard" / "Home.py"
+APP_SCRIPT = ROOT / "dashboard" / "app.py"
 PAGES = [spec.file for key, spec in navigation.PAGES.items() if key != "home"]
 TIMEOUT = 90  # importing torch and loading three models takes seconds, not AppTest's default 3
 CONV_LAYERS = {"cnn1": 1, "cnn2": 2, "cnn3": 3}
@@ -72,7 +72,7 @@ def digit_input(kind: str) -> state.CurrentInput:
 
 def make_app(page_path: str | None = None, current: state.CurrentInput | None = None) -> AppTest:
     """An AppTest of the dashboard, on ``page_path`` (else Home), with ``current`` injected."""
-    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
     if current is not None:
         at.session_state[state.INPUT_KEY] = current
     if page_path is not None:
@@ -485,7 +485,7 @@ def test_a_test_digit_chosen_elsewhere_shows_on_the_draw_page_with_its_label() -
 
 
 def test_a_link_sets_model_operating_point_and_is_kept_up_to_date() -> None:
-    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
     at.query_params["model"] = "cnn2"
     at.query_params["keep"] = "95"
     at.query_params["test"] = "not a number"

@@ -40,7 +40,7 @@ from dashboard import loaders, state, unit_figures, widgets
 from tests.explain_helpers import drawn_digit, hook_count, seeded_model
 
 CNNS = [name for name, spec in REGISTRY.items() if spec.conv_blocks]
-HOME = Path(__file__).resolve().parent.parent / "dashboard" / "Home.py"
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 PAGE = "views/units.py"
 ATOL = 1e-5
 
@@ -377,7 +377,7 @@ def page_input(metadata: dict) -> torch.Tensor:
 def page(variant: str, with_input: bool = True, session: dict | None = None) -> AppTest:
     """The units page on ``variant`` (the drawn seven as input), ``session`` put into the
     session state before the first run."""
-    at = AppTest.from_file(str(HOME), default_timeout=90)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=90)
     if with_input:
         image = drawn_digit("seven")
         at.session_state[state.INPUT_KEY] = state.CurrentInput.from_image(image, "sample", "x")
