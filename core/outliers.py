@@ -12,6 +12,11 @@ Families (:data:`FAMILIES`), each drawn the way the dashboard sees input:
 - ``stroke_letters``: letters drawn with a round brush at canvas widths from the training stroke
   templates below (the evaluation draws its letters from other templates, in ``core.ood``);
 - ``shapes``: zigzags, spirals, grids and hatching, random-walk scribbles;
+- ``doodles``: what people draw that is not a digit, from the training templates below: closed
+  outlines (triangle, box, box with a cross, house, six-pointed star, three- to five-lobed
+  clovers), faces that do not smile
+  (neutral, frowning, surprised), sun, flower, cloud, snowflake, and waves and arcs much wider
+  than tall (the evaluation's smiley, star, heart, arrow, check mark and # are never drawn);
 - ``curves``: three to five smooth strokes (Catmull-Rom splines through random points), tangled
   enough that no digit is drawn that way;
 - ``silhouettes``: filled, shaded shapes (random polygons and ellipses, unions of them, with
@@ -43,6 +48,7 @@ FAMILIES: tuple[str, ...] = (
     "font_glyphs",
     "stroke_letters",
     "shapes",
+    "doodles",
     "curves",
     "silhouettes",
     "textures",
@@ -53,6 +59,7 @@ TRAIN_GLYPHS = "ACEFHKMNPRUVWXYefhkmnpuvwx%&@#*+=€"
 TRAIN_FONT_FAMILIES: tuple[str, ...] = ("liberation", "freefont")
 TRAIN_FONT_DIRS: tuple[Path, ...] = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
 CANVAS = 140
+MIN_SILHOUETTE_AREA = 60
 # A 280-px canvas with brushes 8-40 px wide, at half scale.
 BRUSH_RANGE = (4, 20)
 
@@ -112,13 +119,17 @@ def _draw_strokes(
     rng: np.random.Generator,
     jitter: float = 0.04,
     thin: bool = False,
+    aspect: tuple[float, float] = (0.6, 1.0),
 ) -> Image.Image:
     """Unit-coordinate strokes drawn on the canvas at a random size, place, slant and brush
-    (``thin``: at most a twelfth of the drawing's height, so dense patterns keep their gaps)."""
+    (``thin``: at most a twelfth of the drawing's height, so dense patterns keep their gaps;
+    ``aspect``: the range of width / height)."""
     canvas = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(canvas)
     height = rng.uniform(0.35, 0.85) * CANVAS
-    width = height * rng.uniform(0.6, 1.0)
+    width = height * rng.uniform(*aspect)
+    if width > CANVAS - 8:
+        height, width = height * (CANVAS - 8) / width, CANVAS - 8
     left = rng.uniform(4, CANVAS - width - 4)
     top = rng.uniform(4, CANVAS - height - 4)
     shear = rng.uniform(-0.25, 0.25)
@@ -220,6 +231,148 @@ def shape(rng: np.random.Generator) -> np.ndarray | None:
     return image
 
 
+def _ring(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> list[tuple[float, float]]:
+    """A closed ellipse in unit coordinates."""
+    angles = np.linspace(0, 2 * math.pi, n)
+    return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
+
+
+def _polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [*points, points[0]]
+
+
+def _dot(x: float, y: float) -> list[tuple[float, float]]:
+    return [(x, y), (x + 0.01, y + 0.02)]
+
+
+def _face(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """A face that does not smile: straight, frowning or open mouth."""
+    mouth = int(rng.integers(3))
+    if mouth == 0:
+        lips = [(0.3, 0.72), (0.7, 0.72)]
+    elif mouth == 1:
+        lips = [(0.28, 0.78), (0.4, 0.68), (0.6, 0.68), (0.72, 0.78)]
+    else:
+        lips = _ring(0.5, 0.72, 0.1, 0.08, 12)
+    return [_ring(0.5, 0.5, 0.48, 0.48, 36), _dot(0.33, 0.36), _dot(0.65, 0.36), lips]
+
+
+def _sun(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    rays = int(rng.integers(6, 11))
+    strokes = [_ring(0.5, 0.5, 0.22, 0.22, 20)]
+    for k in range(rays):
+        a = 2 * math.pi * k / rays
+        strokes.append(
+            [(0.5 + 0.3 * math.cos(a), 0.5 + 0.3 * math.sin(a)),
+             (0.5 + 0.5 * math.cos(a), 0.5 + 0.5 * math.sin(a))]
+        )  # fmt: skip
+    return strokes
+
+
+def _flower(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    petals = int(rng.integers(5, 8))
+    strokes = [_ring(0.5, 0.5, 0.1, 0.1, 12)]
+    for k in range(petals):
+        a = 2 * math.pi * k / petals
+        cx, cy = 0.5 + 0.3 * math.cos(a), 0.5 + 0.3 * math.sin(a)
+        strokes.append(_ring(cx, cy, 0.16, 0.16, 14))
+    return strokes
+
+
+def _cloud(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    bumps = int(rng.integers(5, 8))
+    points = []
+    for k in range(bumps):
+        start = 2 * math.pi * k / bumps
+        for t in np.linspace(0, 1, 6):
+            a = start + t * 2 * math.pi / bumps
+            r = 0.34 + 0.14 * math.sin(math.pi * t)
+            points.append((0.5 + r * math.cos(a), 0.5 + 0.8 * r * math.sin(a)))
+    return [_polygon(points)]
+
+
+def _snowflake(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    arms = int(rng.integers(3, 5))
+    offset = rng.uniform(0, math.pi)
+    return [
+        [(0.5 - 0.5 * math.cos(a), 0.5 - 0.5 * math.sin(a)),
+         (0.5 + 0.5 * math.cos(a), 0.5 + 0.5 * math.sin(a))]
+        for a in offset + np.arange(arms) * math.pi / arms
+    ]  # fmt: skip
+
+
+def _closed_outline(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """A triangle, a box (plain, crossed or as a window) or a house."""
+    kind = int(rng.integers(5))
+    box = _polygon([(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
+    if kind == 0:
+        return [_polygon([(0.5, 0.0), (1.0, 1.0), (0.0, 1.0)])]
+    if kind == 1:
+        return [box]
+    if kind == 2:
+        return [box, [(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]]
+    if kind == 3:
+        return [box, [(0.5, 0.0), (0.5, 1.0)], [(0.0, 0.5), (1.0, 0.5)]]
+    walls = _polygon([(0.1, 0.45), (0.9, 0.45), (0.9, 1.0), (0.1, 1.0)])
+    return [walls, [(0.0, 0.5), (0.5, 0.0), (1.0, 0.5)]]
+
+
+def _lobed(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """A closed outline with four or five deep lobes (a clover, a blossom): never the one smooth
+    loop of a "0", nor the two of an "8"."""
+    lobes = int(rng.integers(4, 6))
+    depth = rng.uniform(0.35, 0.55)
+    phase = rng.uniform(0, 2 * math.pi)
+    angles = np.linspace(0, 2 * math.pi, 60)
+    radius = 0.5 * (1 - depth + depth * np.abs(np.cos(lobes * (angles + phase) / 2)))
+    return [
+        [
+            (0.5 + r * math.cos(a), 0.5 + r * math.sin(a))
+            for r, a in zip(radius, angles, strict=True)
+        ]
+    ]
+
+
+def _star_of_david(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    up = [(0.5 + 0.5 * math.sin(a), 0.55 - 0.5 * math.cos(a)) for a in (0, 2.094, 4.189)]
+    down = [(0.5 + 0.5 * math.sin(a), 0.45 + 0.5 * math.cos(a)) for a in (0, 2.094, 4.189)]
+    return [_polygon(up), _polygon(down)]
+
+
+def _wave(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """A wave or an arc, drawn much wider than tall."""
+    t = np.linspace(0, 1, 40)
+    if rng.random() < 0.5:
+        periods = rng.uniform(1.0, 3.0)
+        y = 0.5 + 0.5 * np.sin(2 * math.pi * periods * t + rng.uniform(0, 2 * math.pi))
+    else:
+        y = 1.0 - np.sin(math.pi * t) if rng.random() < 0.5 else np.sin(math.pi * t)
+    return [[(float(a), float(b)) for a, b in zip(t, y, strict=True)]]
+
+
+DOODLES: dict[str, Callable[[np.random.Generator], list[list[tuple[float, float]]]]] = {
+    "face": _face,
+    "sun": _sun,
+    "flower": _flower,
+    "cloud": _cloud,
+    "snowflake": _snowflake,
+    "closed_outline": _closed_outline,
+    "star_of_david": _star_of_david,
+    "lobed": _lobed,
+    "wave": _wave,
+}
+
+
+def doodle(rng: np.random.Generator) -> np.ndarray | None:
+    """One of :data:`DOODLES` drawn with a round brush at canvas widths (flowers thin enough to
+    keep their petals, bumps and lobes open, so never a "0"; waves and arcs much wider than
+    tall)."""
+    kind = sorted(DOODLES)[int(rng.integers(len(DOODLES)))]
+    aspect = {"wave": (2.0, 3.5), "cloud": (1.3, 1.8)}.get(kind, (0.8, 1.15))
+    thin = kind in ("flower", "cloud", "lobed")
+    return _to_mnist(_draw_strokes(DOODLES[kind](rng), rng, jitter=0.02, thin=thin, aspect=aspect))
+
+
 def _catmull_rom(points: np.ndarray, steps: int = 12) -> list[tuple[float, float]]:
     """A smooth curve through ``points`` (uniform Catmull-Rom spline)."""
     padded = np.vstack([points[0], points, points[-1]])
@@ -248,12 +401,42 @@ def curves(rng: np.random.Generator) -> np.ndarray | None:
     return _to_mnist(_draw_strokes(strokes, rng, jitter=0.0, thin=True))
 
 
-def silhouette(rng: np.random.Generator) -> np.ndarray:
-    """A filled, shaded shape: one to three random polygons or ellipses, 28×28 directly."""
+def _frame_filler(pen: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
+    """A filled bar, wedge or arch from the top of the frame to its bottom (or side to side):
+    taller than the 20 px box every digit is fitted into, so never a digit."""
+    width = rng.uniform(0.25, 0.75) * size
+    top = rng.uniform(0, 0.08) * size
+    bottom = size - rng.uniform(0, 0.08) * size
+    centre = rng.uniform(0.4, 0.6) * size
+    spread = rng.uniform(0.6, 1.4)
+    top_half, bottom_half = width / 2, width / 2 * spread
+    outline = [
+        (centre - top_half, top),
+        (centre + top_half, top),
+        (centre + bottom_half, bottom),
+        (centre - bottom_half, bottom),
+    ]
+    if rng.random() < 0.5:  # split from below into two legs
+        slit = rng.uniform(0.3, 0.85) * (bottom - top) + top
+        gap = rng.uniform(0.1, 0.3) * width
+        outline[3:3] = [(centre + gap / 2, bottom), (centre, slit), (centre - gap / 2, bottom)]
+    if rng.random() < 0.3:  # lying down
+        outline = [(y, x) for x, y in outline]
+    pen.polygon(outline, fill=255)
+
+
+def silhouette(rng: np.random.Generator) -> np.ndarray | None:
+    """A filled, shaded shape, 28×28 directly: one to three random polygons or ellipses, or (one
+    time in three) a shape filling the frame from edge to edge, with at most one of them. None
+    for a sliver (under :data:`MIN_SILHOUETTE_AREA` pixels, or under 5 pixels across), which
+    would read as a "1"."""
     size = 112
     canvas = Image.new("L", (size, size), 0)
     pen = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 4))):
+    filler = rng.random() < 1 / 3
+    if filler:
+        _frame_filler(pen, rng, size)
+    for _ in range(int(rng.integers(0, 2)) if filler else int(rng.integers(1, 4))):
         cx, cy = rng.uniform(30, 82, size=2)
         if rng.random() < 0.5:
             n = int(rng.integers(3, 9))
@@ -270,6 +453,9 @@ def silhouette(rng: np.random.Generator) -> np.ndarray:
             rx, ry = rng.uniform(25, 50, size=2)
             pen.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
     mask = np.asarray(canvas.resize((28, 28), Image.Resampling.BOX), np.float64) / 255.0
+    solid = mask > 0.5
+    if solid.sum() < MIN_SILHOUETTE_AREA or min(solid.any(0).sum(), solid.any(1).sum()) < 5:
+        return None
     y, x = np.mgrid[0:28, 0:28] / 27.0
     angle = rng.uniform(0, 2 * math.pi)
     shade = 0.5 + 0.5 * (x * math.cos(angle) + y * math.sin(angle))
@@ -330,6 +516,7 @@ def build_outlier_pool(
         "font_glyphs": lambda r: font_glyph(r, fonts),
         "stroke_letters": stroke_letter,
         "shapes": shape,
+        "doodles": doodle,
         "curves": curves,
         "silhouettes": silhouette,
         "textures": texture,

@@ -49,7 +49,10 @@ OOD_SEED = 0
 OOD_EXAMPLES = 16
 CURVE_POINTS = 500
 RELIABILITY_BINS = 15
-CANVAS_SAMPLES = 2000
+# All 10,000 test digits re-drawn on the canvas: on 2,000, sampling noise alone gives a perfectly
+# calibrated model an ECE of about 0.5% (measured by drawing labels from its own probabilities),
+# the size of the target.
+CANVAS_SAMPLES = 10_000
 
 
 def build_ood_sets(

@@ -24,7 +24,13 @@ from core.checkpoints import DEFAULT_DIRECTORY, save_checkpoint
 from core.data import DataUnavailableError, MnistSplits, load_mnist, normalization_stats
 from core.models import REGISTRY, VARIANTS, count_parameters, layer_summary
 from core.outliers import build_outlier_pool
-from core.precompute import OOD_SAMPLES, build_canvas_digits, build_ood_sets, evaluate_variant
+from core.precompute import (
+    CANVAS_SAMPLES,
+    OOD_SAMPLES,
+    build_canvas_digits,
+    build_ood_sets,
+    evaluate_variant,
+)
 from core.train import TrainConfig, fit
 from scripts.evaluate_all import print_operating_point
 
@@ -216,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ood_size = DRY_RUN_OOD if args.dry_run else OOD_SAMPLES
     ood = build_ood_sets(n=ood_size, data_dir=args.data_dir)
-    canvas_digits = build_canvas_digits(splits.test_images, splits.test_labels, n=ood_size)
+    canvas_size = DRY_RUN_OOD if args.dry_run else CANVAS_SAMPLES
+    canvas_digits = build_canvas_digits(splits.test_images, splits.test_labels, n=canvas_size)
     pool_started = time.perf_counter()
     outliers = build_outlier_pool(
         DRY_RUN_POOL if args.dry_run else OUTLIER_POOL,

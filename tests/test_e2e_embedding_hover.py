@@ -216,7 +216,7 @@ def test_hovering_a_point_shows_its_digit(page, found: Embedding, mnist_test) ->
     # a new chart: the t-SNE layout
     page.mouse.move(5, 5)
     page.locator(".st-key-dl-emb-layout").get_by_text("t-SNE", exact=True).click()
-    page.locator(".gtitle").filter(has_text="t-SNE").wait_for()
+    page.get_by_text("t-SNE of the features").wait_for()  # the map's title, above the chart
     wait_idle(page)
     third = isolated_points(found.tsne, 1)[0]
     hover(page, found.tsne[third])
