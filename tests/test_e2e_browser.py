@@ -21,6 +21,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +94,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run dashboard/Home.py`` on a free port; yields its URL once healthy."""
+@contextmanager
+def dashboard_server(log_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """``streamlit run dashboard/Home.py`` on a free port with ``env``; yields its URL once
+    healthy, stops it afterwards (printing its log if it shows a traceback)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    log_path = log_dir / "server.log"
     command = [
         sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
         "--server.headless", "true",
@@ -107,11 +109,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--browser.gatherUsageStats", "false",
         "--client.showErrorDetails", "full",
     ]  # fmt: skip
-    # the server finds MNIST where the tests do (../shared/data needs no environment variable)
-    env = dict(os.environ)
-    data_dir = find_data_dir()
-    if data_dir is not None:
-        env["DIGIT_LENS_DATA"] = str(data_dir)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -142,6 +139,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server_log = log_path.read_text(errors="replace")
         if "Traceback" in server_log:
             print(server_log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard for this module; it finds MNIST where the tests do (``../shared/data``
+    needs no environment variable)."""
+    env = dict(os.environ)
+    data_dir = find_data_dir()
+    if data_dir is not None:
+        env["DIGIT_LENS_DATA"] = str(data_dir)
+    with dashboard_server(tmp_path_factory.mktemp("streamlit"), env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

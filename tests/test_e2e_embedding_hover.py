@@ -12,10 +12,6 @@ shipped ``cnn3`` embedding; skips with a reason otherwise. The screenshot goes t
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,13 +37,12 @@ if not Path("/usr/bin/chromium").exists():
         allow_module_level=True,
     )
 
-from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_idle  # noqa: E402
+from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, dashboard_server, wait_idle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHECKPOINTS = Path(os.environ.get("DIGIT_LENS_CHECKPOINTS") or DEFAULT_DIRECTORY)
 VARIANT = "cnn3"
-STARTUP_SECONDS = 90
 STEP_MS = 60_000
 DATA_DIR = find_data_dir()
 if DATA_DIR is None:
@@ -84,49 +79,10 @@ THUMB = '[data-testid="dlHoverThumbnail"]'
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run dashboard/Home.py`` on a free port with MNIST; yields its URL once healthy."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--client.showErrorDetails", "full",
-    ]  # fmt: skip
+    """The dashboard with MNIST; yields its URL once healthy."""
     env = {**os.environ, "DIGIT_LENS_DATA": str(DATA_DIR)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited early:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit not healthy after {STARTUP_SECONDS} s:\n{log_path.read_text()}"
-                )
-            time.sleep(0.5)
+    with dashboard_server(tmp_path_factory.mktemp("streamlit"), env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        server_log = log_path.read_text(errors="replace")
-        if "Traceback" in server_log:
-            print(server_log)
 
 
 @pytest.fixture(scope="module")
