@@ -363,14 +363,18 @@ DOODLES: dict[str, Callable[[np.random.Generator], list[list[tuple[float, float]
 }
 
 
-def doodle(rng: np.random.Generator) -> np.ndarray | None:
-    """One of :data:`DOODLES` drawn with a round brush at canvas widths (flowers thin enough to
-    keep their petals, bumps and lobes open, so never a "0"; waves and arcs much wider than
-    tall)."""
-    kind = sorted(DOODLES)[int(rng.integers(len(DOODLES)))]
+def draw_doodle(kind: str, rng: np.random.Generator) -> np.ndarray | None:
+    """Doodle ``kind`` of :data:`DOODLES` drawn with a round brush at canvas widths, MNIST
+    format (flowers, clouds and clovers thin enough to keep their petals, bumps and lobes open,
+    so never a "0"; waves and arcs much wider than tall); None if it came out blank."""
     aspect = {"wave": (2.0, 3.5), "cloud": (1.3, 1.8)}.get(kind, (0.8, 1.15))
     thin = kind in ("flower", "cloud", "lobed")
     return _to_mnist(_draw_strokes(DOODLES[kind](rng), rng, jitter=0.02, thin=thin, aspect=aspect))
+
+
+def doodle(rng: np.random.Generator) -> np.ndarray | None:
+    """One of :data:`DOODLES`, chosen at random (:func:`draw_doodle`)."""
+    return draw_doodle(sorted(DOODLES)[int(rng.integers(len(DOODLES)))], rng)
 
 
 def _catmull_rom(points: np.ndarray, steps: int = 12) -> list[tuple[float, float]]:

@@ -18,7 +18,14 @@ from core.evaluate import predict_logits, softmax
 from core.held_out import SHAPES, draw
 from core.inputs import image_to_input
 from core.models import VARIANTS
-from core.outliers import FAMILIES, build_outlier_pool
+from core.outliers import (
+    DOODLES,
+    FAMILIES,
+    MIN_SILHOUETTE_AREA,
+    build_outlier_pool,
+    draw_doodle,
+    silhouette,
+)
 from core.predict import Predictor
 from core.preprocess import preprocess
 from core.selective import DEFAULT_KEEP, threshold_for_keep
@@ -137,3 +144,29 @@ def test_outliers_are_never_read_as_a_confident_digit(predictor: Predictor, vari
     logits = np.log(np.clip(probabilities, 1e-30, 1.0))
     confidence = softmax(logits, predictor.temperature(variant)).max(axis=1)
     assert (confidence >= predictor.threshold_for(variant, 0.5)).sum() == 0
+
+
+def test_doodles_draw_every_kind_and_keep_waves_wide() -> None:
+    kinds = sorted(DOODLES)
+    for kind in kinds:
+        rng = np.random.default_rng([3, kinds.index(kind)])
+        image = draw_doodle(kind, rng)
+        assert image is not None and image.max() == 255, kind
+    for seed in range(20):
+        rng = np.random.default_rng([4, seed])
+        wave = draw_doodle("wave", rng)
+        rows, cols = np.flatnonzero(wave.max(1) > 50), np.flatnonzero(wave.max(0) > 50)
+        assert cols[-1] - cols[0] > 1.4 * (rows[-1] - rows[0]), seed  # never an upright stroke
+
+
+def test_silhouettes_are_never_slivers_and_fillers_outgrow_a_digit() -> None:
+    images = [silhouette(np.random.default_rng([7, seed])) for seed in range(200)]
+    kept = [image for image in images if image is not None]
+    assert len(kept) > 150
+    tall = 0
+    for image in kept:
+        solid = image > 0
+        width, height = solid.any(0).sum(), solid.any(1).sum()
+        assert solid.sum() >= MIN_SILHOUETTE_AREA * 0.8 and min(width, height) >= 5
+        tall += max(width, height) >= 24  # beyond MNIST's 20 px box: no digit is that large
+    assert tall >= 0.25 * len(kept)
