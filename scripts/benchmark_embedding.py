@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +35,9 @@ from core.embedding import EmbeddingFileError
 from core.models import VARIANTS
 from core.timing import time_calls
 from dashboard import embedding_results
-from scripts.benchmark_browser import ARGS, CHROMIUM, IDLE_JS, free_port
+from scripts.benchmark_browser import IDLE_JS
+from scripts.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard_server
 
-ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 RENDER_JS = """async ([figure, runs]) => {
   const times = [];
@@ -116,7 +113,7 @@ def render_in_chromium(variant: str, runs: int) -> None:
     gl = json.loads(figure.to_json())
     svg = json.loads(figure.to_json().replace('"scattergl"', '"scatter"'))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.set_content("<div id='plot' style='width:1050px;height:640px'></div>")
         page.add_script_tag(path=str(PLOTLY_JS))
@@ -134,50 +131,34 @@ def page_in_chromium(variant: str) -> None:
     """Open the page in a real server, click a point, save a screenshot."""
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless",
-               "true", "--server.port", str(port), "--server.address", "127.0.0.1"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(120_000)
+    with dashboard_server() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/embedding?model={variant}")
+        page.wait_for_function(IDLE_JS)  # warm: models and embedding loaded once
+        for label in ("first open (warm server)", "second open"):
+            started = time.perf_counter()
             page.goto(f"{url}/embedding?model={variant}")
-            page.wait_for_function(IDLE_JS)  # warm: models and embedding loaded once
-            for label in ("first open (warm server)", "second open"):
-                started = time.perf_counter()
-                page.goto(f"{url}/embedding?model={variant}")
-                page.wait_for_selector(".js-plotly-plot .gl-container canvas, .js-plotly-plot svg")
-                page.wait_for_function(IDLE_JS)
-                print(
-                    f"  page {label}: map drawn and page idle {1000 * (time.perf_counter() - started):.0f} ms"
-                )
-            spot = page.evaluate(POINT_JS, 0)
-            if spot:
-                started = time.perf_counter()
-                page.mouse.click(*spot)
-                page.get_by_text("Nearest neighbours").wait_for()
-                page.wait_for_function(IDLE_JS)
-                print(
-                    f"  click on test #0 → neighbours shown: {1000 * (time.perf_counter() - started):.0f} ms"
-                )
-            out = ROOT / "test-artifacts" / f"embedding_{variant}.png"
-            out.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
-            print(f"  screenshot: {out}")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+            page.wait_for_selector(".js-plotly-plot .gl-container canvas, .js-plotly-plot svg")
+            page.wait_for_function(IDLE_JS)
+            print(
+                f"  page {label}: map drawn and page idle {1000 * (time.perf_counter() - started):.0f} ms"
+            )
+        spot = page.evaluate(POINT_JS, 0)
+        if spot:
+            started = time.perf_counter()
+            page.mouse.click(*spot)
+            page.get_by_text("Nearest neighbours").wait_for()
+            page.wait_for_function(IDLE_JS)
+            print(
+                f"  click on test #0 → neighbours shown: {1000 * (time.perf_counter() - started):.0f} ms"
+            )
+        out = ROOT / "test-artifacts" / f"embedding_{variant}.png"
+        out.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        print(f"  screenshot: {out}")
+        browser.close()
 
 
 def main(argv: list[str] | None = None) -> int:

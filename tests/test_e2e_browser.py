@@ -14,14 +14,9 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,23 +34,22 @@ from core.models import REGISTRY
 from core.preprocess import preprocess
 from core.units import ablate, cell_arithmetic, channel_ranking
 from dashboard.navigation import PAGES as PAGE_SPECS
+from scripts.browser import CHROMIUM as CHROMIUM_PATH
+from scripts.browser import CHROMIUM_ARGS
+from scripts.browser import dashboard_server as launch_dashboard
 from tests.conftest import find_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(CHROMIUM_PATH)
 SCREENSHOTS = Path(
     os.environ.get("DIGIT_LENS_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots"
 )
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# No file watcher, no usage statistics, full error details in the page.
+SERVER_OPTIONS = (
+    "--server.fileWatcherType", "none",
+    "--browser.gatherUsageStats", "false",
+    "--client.showErrorDetails", "full",
+)  # fmt: skip
 # Screenshot name of each page (the README embeds them under these names).
 SHOT_NAMES = {
     "home": "home",
@@ -73,7 +67,6 @@ PAGES = {spec.title: SHOT_NAMES.get(key, key) for key, spec in PAGE_SPECS.items(
 DRAW = PAGE_SPECS["draw"].title
 UNITS = PAGE_SPECS["units"].title
 CNNS = [name for name, spec in REGISTRY.items() if spec.conv_blocks]
-STARTUP_SECONDS = 90
 STEP_MS = 60_000
 
 pytestmark = pytest.mark.e2e
@@ -88,55 +81,21 @@ if not CHROMIUM.exists():
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def dashboard_server(log_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """``streamlit run dashboard/Home.py`` on a free port with ``env``; yields its URL once
-    healthy, stops it afterwards (printing its log if it shows a traceback)."""
-    port = free_port()
+    """The shared launcher (:func:`scripts.browser.dashboard_server`) with the server's log kept
+    in ``log_dir``: a server that never answers fails the test with its log, and a log showing a
+    traceback is printed afterwards."""
     log_path = log_dir / "server.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--client.showErrorDetails", "full",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited early:\n{log_path.read_text()}")
+        with log_path.open("wb") as log, ExitStack() as stack:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit not healthy after {STARTUP_SECONDS} s:\n{log_path.read_text()}"
-                )
-            time.sleep(0.5)
-        yield url
+                url = stack.enter_context(launch_dashboard(env, log, SERVER_OPTIONS))
+            except RuntimeError as error:
+                pytest.fail(f"{error}:\n{log_path.read_text(errors='replace')}")
+            yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        server_log = log_path.read_text(errors="replace")
+        server_log = log_path.read_text(errors="replace") if log_path.exists() else ""
         if "Traceback" in server_log:
             print(server_log)
 
