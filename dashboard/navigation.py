@@ -1,6 +1,6 @@
 """The dashboard's pages, listed once: title, file, icon and URL of each.
 
-``dashboard/Home.py`` (what ``streamlit run`` starts) hands this list to ``st.navigation``, so the
+``dashboard/app.py`` (the script every visit runs) hands this list to ``st.navigation``, so the
 sidebar, each page's heading, the Home page's links and the tests all read the same entries; a new
 page is its file in ``views/`` plus one entry here.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+
+from dashboard import phone, warmup
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,6 @@ def _warm_up() -> None:
     """The server loads PyTorch and the models when it starts (``dashboard/warmup.py``); a
     visitor who arrives before that has finished sees a progress box while it completes. Later
     runs skip this in microseconds."""
-    from dashboard import warmup
-
     if warmup.ready():
         return
     notice = st.empty()
@@ -144,7 +144,5 @@ def run() -> None:
         for index, spec in enumerate(PAGES.values())
     ]
     current = st.navigation(pages)
-    from dashboard import phone
-
     phone.close_sidebar_after_navigation(current.url_path)
     current.run()

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 WARM_UP_THREAD = "digit-lens-warm-up"
+# Where Streamlit logs "missing ScriptRunContext" (a cache filled outside a session).
+SCRIPT_RUN_CONTEXT_LOGGER = "streamlit.runtime.scriptrunner_utils.script_run_context"
 _READY = threading.Event()
 _LOCK = threading.Lock()
 
@@ -58,7 +60,6 @@ def _warm_up_in_background() -> None:
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
     """Start :func:`warm_up` beside the server; nothing to tear down."""
-    for name in ("streamlit.runtime.scriptrunner_utils.script_run_context", "streamlit"):
-        logging.getLogger(name).addFilter(_QuietWarmUp())
+    logging.getLogger(SCRIPT_RUN_CONTEXT_LOGGER).addFilter(_QuietWarmUp())
     threading.Thread(target=_warm_up_in_background, name=WARM_UP_THREAD, daemon=True).start()
     yield
