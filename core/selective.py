@@ -153,3 +153,14 @@ def threshold_for_keep(curve: dict, keep: float) -> float:
     levels = np.asarray(curve["keep"], np.float64)
     thresholds = np.asarray(curve["threshold"], np.float64)
     return float(np.interp(keep, levels, thresholds))
+
+
+def kept_at_rejection(in_scores: np.ndarray, out_scores: np.ndarray, rejection: float) -> float:
+    """The share of ``in_scores`` (real digits) still kept by the lowest threshold that rejects
+    at least ``rejection`` of ``out_scores``: what a rejection target costs in real digits."""
+    out_sorted = np.sort(np.asarray(out_scores, np.float64))
+    if not len(out_sorted) or not 0.0 < rejection <= 1.0:
+        raise ValueError("need out-of-distribution scores and a rejection share in (0, 1].")
+    count = math.ceil(rejection * len(out_sorted) - 1e-9)
+    threshold = np.nextafter(out_sorted[count - 1], np.inf)
+    return float(np.mean(~is_rejected(np.asarray(in_scores, np.float64), threshold)))

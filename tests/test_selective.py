@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
-from core.selective import selective_summary
+from core.selective import kept_at_rejection, selective_summary
 
 
 def test_selective_summary_counts_accepted_digits_and_avoided_errors() -> None:
@@ -33,3 +34,14 @@ def test_nothing_accepted_gives_nan_accuracy_not_an_error() -> None:
     assert summary.accepted == 0 and summary.coverage == 0.0 and math.isnan(summary.accuracy)
     empty = selective_summary(np.zeros((0, 10)), np.zeros(0, np.int64), threshold=0.5)
     assert empty.total == 0 and empty.coverage == 0.0 and math.isnan(empty.overall_accuracy)
+
+
+def test_kept_at_rejection_is_the_share_of_digits_above_the_cut() -> None:
+    digits = np.array([0.5, 0.9, 0.95, 0.99, 1.0])
+    others = np.array([0.1, 0.2, 0.3, 0.9])
+    # rejecting 3 of 4 others needs a threshold just above 0.3: every digit survives
+    assert kept_at_rejection(digits, others, 0.75) == 1.0
+    # rejecting all of them needs a threshold above 0.9: 0.5 and 0.9 are lost
+    assert kept_at_rejection(digits, others, 1.0) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="rejection share"):
+        kept_at_rejection(digits, others, 0.0)
