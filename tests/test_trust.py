@@ -19,11 +19,14 @@ from core.held_out import SHAPES, draw
 from core.inputs import image_to_input
 from core.models import VARIANTS
 from core.outliers import (
+    DIGIT_LIKE_DISTANCE,
     DOODLES,
     FAMILIES,
     MIN_SILHOUETTE_AREA,
+    DigitBank,
     build_outlier_pool,
     draw_doodle,
+    free_strokes,
     silhouette,
 )
 from core.predict import Predictor
@@ -135,15 +138,89 @@ def test_outlier_pool_is_seeded_and_covers_every_family() -> None:
     assert all(image.max() > 0 for image in first)
 
 
+def test_pool_with_training_digits_draws_every_family_and_no_digit_like_stroke(
+    data_dir: Path,
+) -> None:
+    splits = load_mnist(data_dir)
+    digits, labels = splits.train_images.numpy(), splits.train_labels.numpy()
+    pool = build_outlier_pool(3 * len(FAMILIES), seed=5, digits=digits, labels=labels)
+    np.testing.assert_array_equal(
+        pool, build_outlier_pool(3 * len(FAMILIES), seed=5, digits=digits, labels=labels)
+    )
+    strokes = pool[FAMILIES.index("free_strokes") :: len(FAMILIES)]
+    bank = DigitBank(digits)
+    for image in strokes:
+        assert image.max() == 255
+        assert bank.nearest_distance(image) >= DIGIT_LIKE_DISTANCE
+    # the check itself: a training digit is at distance 0 from the bank, so it is never kept
+    assert bank.nearest_distance(digits[7]) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_free_strokes_drop_sticks_and_digits_closer_than_the_cut() -> None:
+    """With a bank holding every stroke drawn so far, any repeat is dropped; sticks never pass."""
+    kept, dropped = [], 0
+    for seed in range(120):
+        image = free_strokes(np.random.default_rng([9, seed]), DigitBank(np.zeros((1, 28, 28))))
+        if image is None:
+            dropped += 1
+            continue
+        rows, cols = np.flatnonzero(image.max(1) > 50), np.flatnonzero(image.max(0) > 50)
+        assert cols[-1] - cols[0] + 1 >= 0.4 * (rows[-1] - rows[0] + 1)
+        kept.append(image)
+    assert len(kept) > 60 and dropped > 0
+    twin = DigitBank(np.stack(kept))
+    assert all(free_strokes(np.random.default_rng([9, s]), twin) is None for s in range(120))
+
+
 @pytest.mark.parametrize("variant", ["cnn3"])
 def test_outliers_are_never_read_as_a_confident_digit(predictor: Predictor, variant: str) -> None:
     """Spot check: no generated outlier is as digit-like as a typical real digit is to the
     shipped model (its calibrated confidence stays below what keeps half of real digits)."""
     pool = build_outlier_pool(300, seed=11)
+    assert _confident_digits(predictor, variant, pool) == 0
+
+
+def _confident_digits(predictor: Predictor, variant: str, pool: np.ndarray) -> int:
+    """How many images the model reads as confidently as it reads a typical real digit."""
     probabilities = predictor.predict_batch(pool, variant)
     logits = np.log(np.clip(probabilities, 1e-30, 1.0))
     confidence = softmax(logits, predictor.temperature(variant)).max(axis=1)
-    assert (confidence >= predictor.threshold_for(variant, 0.5)).sum() == 0
+    return int((confidence >= predictor.threshold_for(variant, 0.5)).sum())
+
+
+@pytest.fixture(scope="module")
+def pool_with_digits(data_dir: Path) -> np.ndarray:
+    """A spot-check pool with the two families that need MNIST's training digits."""
+    splits = load_mnist(data_dir)
+    return build_outlier_pool(
+        len(FAMILIES) * 40,
+        seed=11,
+        digits=splits.train_images.numpy(),
+        labels=splits.train_labels.numpy(),
+    )
+
+
+@pytest.mark.parametrize("variant", ["cnn1", "cnn2", "cnn3"])
+def test_free_strokes_are_never_read_as_a_confident_digit(
+    predictor: Predictor, pool_with_digits: np.ndarray, variant: str
+) -> None:
+    strokes = pool_with_digits[FAMILIES.index("free_strokes") :: len(FAMILIES)]
+    assert len(strokes) == 40
+    assert _confident_digits(predictor, variant, strokes) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="about 1% of overlaid digit pairs are digit-like (a 1 laid on the stem of a 4 is a 4; "
+    "1.1% lie closer to a training digit than DIGIT_LIKE_DISTANCE): the family needs free "
+    "strokes' DigitBank check, which changes the pool and so waits for the next retrain",
+)
+def test_overlaid_digits_are_never_read_as_a_confident_digit(
+    predictor: Predictor, pool_with_digits: np.ndarray
+) -> None:
+    overlaid = pool_with_digits[FAMILIES.index("broken_digits") :: len(FAMILIES)]
+    for variant in ("cnn1", "cnn2", "cnn3"):
+        assert _confident_digits(predictor, variant, overlaid) == 0, variant
 
 
 def test_doodles_draw_every_kind_and_keep_waves_wide() -> None:
