@@ -1,9 +1,9 @@
 """Canvas-style MNIST digits through the full pipeline: within 0.5 points of direct accuracy.
 
-The target (issue 12) is 0.5 points. The shipped `cnn1` and `cnn2` miss it by a handful of digits
-(0.51 and 0.56 points: 51 and 56 more errors in 10,000; `cnn3` is at 0.38); their target tests
-are strict expected failures, so they turn red the day the target is met and the mark must go, and every CNN must
-stay within :data:`REGRESSION_GAP` of what was measured.
+The target (issue 12) is 0.5 points. The shipped `cnn1` misses it by a handful of digits (0.54
+points: 54 more errors in 10,000; `cnn2` and `cnn3` are at 0.48 and 0.49); its target test is a
+strict expected failure, so it turns red the day the target is met and the mark must go, and
+every CNN must stay within :data:`REGRESSION_GAP` of what was measured.
 
 All 10,000 test digits are drawn the way people draw on the 280×280 canvas (thick strokes,
 30-90 % of the height, anywhere, black on white or transparent; see ``tests.imagefactory``), then
@@ -28,7 +28,7 @@ from tests.imagefactory import canvas_style_accuracy
 MAX_GAP = 0.005
 REGRESSION_GAP = 0.006
 # Measured on the shipped checkpoints (README, Results): the gap target is missed here.
-MISSES_TARGET = {"cnn1": "0.51 points", "cnn2": "0.56 points"}
+MISSES_TARGET = {"cnn1": "0.54 points"}
 
 
 @pytest.fixture(scope="module")
