@@ -512,17 +512,28 @@ def texture(rng: np.random.Generator) -> np.ndarray:
 
 
 class DigitBank:
-    """MNIST training digits as a matrix, for the distance from an image to its nearest one."""
+    """MNIST training digits as a matrix, for the distance from images to their nearest one."""
+
+    CHUNK = 256
 
     def __init__(self, digits: np.ndarray) -> None:
         self.flat = np.asarray(digits, np.float32).reshape(len(digits), -1) / 255.0
         self.norms = (self.flat**2).sum(1)
 
+    def nearest_distances(self, images: np.ndarray) -> np.ndarray:
+        """Euclidean distance (pixels in [0, 1]) from each of ``images`` (uint8 ``[N, 28, 28]``)
+        to its nearest training digit, float32 ``[N]``."""
+        flat = np.asarray(images, np.float32).reshape(len(images), -1) / 255.0
+        out = np.empty(len(flat), np.float32)
+        for start in range(0, len(flat), self.CHUNK):
+            block = flat[start : start + self.CHUNK]
+            squared = (block**2).sum(1)[:, None] + self.norms[None] - 2.0 * block @ self.flat.T
+            out[start : start + self.CHUNK] = np.sqrt(np.maximum(squared.min(1), 0.0))
+        return out
+
     def nearest_distance(self, image: np.ndarray) -> float:
-        """Euclidean distance (pixels in [0, 1]) from ``image`` to the nearest training digit."""
-        flat = np.asarray(image, np.float32).reshape(-1) / 255.0
-        squared = float((flat**2).sum()) + self.norms - 2.0 * (self.flat @ flat)
-        return math.sqrt(max(float(squared.min()), 0.0))
+        """:meth:`nearest_distances` of one image."""
+        return float(self.nearest_distances(np.asarray(image)[None])[0])
 
 
 def _is_stick(image: np.ndarray) -> bool:

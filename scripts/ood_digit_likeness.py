@@ -24,25 +24,12 @@ from core.evalfile import EvalFileError, read_eval_file
 from core.evaluate import softmax
 from core.models import REGISTRY
 from core.ood import OOD_LABELS, OOD_SETS, OODDataUnavailableError, load_ood_set
+from core.outliers import DigitBank
 from core.precompute import OOD_SAMPLES, OOD_SEED
 from core.predict import Predictor
 from core.selective import is_rejected, kept_at_rejection
 
-CHUNK = 256
 TARGET = 0.95
-
-
-def nearest_distances(images: np.ndarray, bank: np.ndarray) -> np.ndarray:
-    """Euclidean distance (pixels in [0, 1]) from each image to its nearest image in ``bank``."""
-    flat_bank = bank.reshape(len(bank), -1).astype(np.float32) / 255.0
-    bank_norms = (flat_bank**2).sum(1)
-    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    out = np.empty(len(flat), np.float32)
-    for start in range(0, len(flat), CHUNK):
-        block = flat[start : start + CHUNK]
-        squared = (block**2).sum(1)[:, None] + bank_norms[None] - 2.0 * block @ flat_bank.T
-        out[start : start + CHUNK] = np.sqrt(np.maximum(squared.min(1), 0.0))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    bank = splits.train_images.numpy()
-    reference = nearest_distances(splits.test_images.numpy()[:OOD_SAMPLES], bank)
+    bank = DigitBank(splits.train_images.numpy())
+    reference = bank.nearest_distances(splits.test_images.numpy()[:OOD_SAMPLES])
     cut = float(np.percentile(reference, 95))
     print(f"real test digits: nearest training digit at {np.median(reference):.2f} (median), "
           f"{cut:.2f} (95th percentile)")  # fmt: skip
@@ -69,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         except OODDataUnavailableError as error:
             print(f"{OOD_LABELS[name]}: skipped ({error})")
             continue
-        distances = nearest_distances(images, bank)
+        distances = bank.nearest_distances(images)
         for variant in cnns:
             logits = np.log(np.clip(predictor.predict_batch(images, variant), 1e-30, 1.0))
             confidence = softmax(logits.astype(np.float64), predictor.temperature(variant)).max(1)
