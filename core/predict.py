@@ -268,8 +268,11 @@ class Predictor:
         return predictions
 
     @torch.no_grad()
-    def predict_batch(self, images: np.ndarray | torch.Tensor, variant: str) -> np.ndarray:
-        """Probabilities ``[N, 10]`` (float32) of ``variant`` for 28×28 images.
+    def predict_batch(
+        self, images: np.ndarray | torch.Tensor, variant: str, calibrated: bool = True
+    ) -> np.ndarray:
+        """Probabilities ``[N, 10]`` (float32) of ``variant`` for 28×28 images, calibrated with
+        the checkpoint's temperature like :meth:`predict` (raw softmax with ``calibrated=False``).
 
         ``images`` are ``[N, 28, 28]`` or ``[N, 1, 28, 28]``, floats in [0, 1] or uint8.
         """
@@ -283,11 +286,12 @@ class Predictor:
         if batch.dtype != torch.uint8:
             batch = batch.float()
         model, normalization = self.models[variant], self.normalization(variant)
+        temperature = self.temperature(variant) if calibrated else 1.0
         chunks = []
         for start in range(0, batch.shape[0], BATCH_SIZE):
             x = to_input(batch[start : start + BATCH_SIZE], normalization)
             with model_lock(self.models[variant]):
-                chunks.append(torch.softmax(model(x).float(), dim=1))
+                chunks.append(torch.softmax(model(x).float() / temperature, dim=1))
         if not chunks:
             return np.zeros((0, 10), dtype=np.float32)
         return torch.cat(chunks).numpy()

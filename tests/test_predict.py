@@ -217,9 +217,15 @@ def test_predict_batch_matches_single_predictions(predictor: Predictor, monkeypa
         batch = predictor.predict_batch(images, variant)
         assert batch.shape == (8, 10) and batch.dtype == np.float32
         np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-5)
-        for image, row in zip(images, batch, strict=True):
+        raw = predictor.predict_batch(images, variant, calibrated=False)
+        for image, row, raw_row in zip(images, batch, raw, strict=True):
             np.testing.assert_allclose(
                 row, predictor.predict(image)[variant].probabilities, atol=1e-5
+            )
+            np.testing.assert_allclose(
+                raw_row,
+                predictor.predict(image, calibrated=False)[variant].probabilities,
+                atol=1e-5,
             )
         np.testing.assert_allclose(
             predictor.predict_batch(torch.from_numpy(images)[:, None], variant), batch, atol=1e-6
