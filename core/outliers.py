@@ -23,10 +23,14 @@ Families (:data:`FAMILIES`), each drawn the way the dashboard sees input:
   gradient or noise fill, bars, legs and shirts filling the frame), which no pen stroke makes;
 - ``textures``: noise of every density and scale, stripes, checkerboards;
 - ``broken_digits``: two MNIST training digits of different classes overlaid with an offset,
-  unless the pair lies as close to a training digit as free strokes may (see its known gap);
+  unless one digit hides along the other's strokes (:func:`own_ink_share`) or the pair lies as
+  close to a training digit as free strokes may;
 - ``free_strokes``: one to three smooth strokes through random points (what a user scribbles),
   kept only when no MNIST training digit lies as close as a typical real digit lies to its
   nearest one (:data:`DIGIT_LIKE_DISTANCE`), and never a stick (a "1").
+- ``cut_digits``: an MNIST training digit cut in two along a random line near its centre, the
+  pieces pulled 5-9 pixels apart; each piece holds at least :data:`MIN_PIECE_INK` of the ink,
+  and the result passes the same distance and stick checks as free strokes.
 
 Never anything digit-like: letters that read as digits (B D G I L O Q S Z, and J T ? that come
 close to 1, 7 and 2, and lowercase a c r t y, $ and £) are left out; shapes are kept wider than
@@ -58,6 +62,7 @@ FAMILIES: tuple[str, ...] = (
     "textures",
     "broken_digits",
     "free_strokes",
+    "cut_digits",
 )
 # Letters (and symbols) that do not read as digits.
 TRAIN_GLYPHS = "ACEFHKMNPRUVWXYefhkmnpuvwx%&@#*+=€"
@@ -75,6 +80,9 @@ DIGIT_LIKE_DISTANCE = 4.3
 # below it one digit hides along the other's strokes and the pair reads as that digit (a 1 on
 # the stem of a 4 keeps 30%). About 5% of pairs fall below it.
 MIN_OWN_INK = 0.4
+# Each piece of a cut digit holds at least this share of its ink: a sliver cut off leaves the
+# digit whole.
+MIN_PIECE_INK = 0.35
 # Share of silhouettes that fill the frame from edge to edge.
 FRAME_FILLER_SHARE = 0.5
 
@@ -238,7 +246,7 @@ def shape(rng: np.random.Generator) -> np.ndarray | None:
     dropped."""
     kind = sorted(SHAPES)[int(rng.integers(len(SHAPES)))]
     image = _to_mnist(_draw_strokes(SHAPES[kind](rng), rng, jitter=0.02, thin=True))
-    if image is None or _is_stick(image):
+    if image is None or is_stick(image):
         return None
     return image
 
@@ -542,7 +550,7 @@ class DigitBank:
         return float(self.nearest_distances(np.asarray(image)[None])[0])
 
 
-def _is_stick(image: np.ndarray) -> bool:
+def is_stick(image: np.ndarray) -> bool:
     """Narrower than 40% of its height: it would read as a "1"."""
     rows, cols = np.flatnonzero(image.max(1) > 50), np.flatnonzero(image.max(0) > 50)
     return len(rows) == 0 or (cols[-1] - cols[0] + 1) < 0.4 * (rows[-1] - rows[0] + 1)
@@ -557,7 +565,7 @@ def free_strokes(rng: np.random.Generator, bank: DigitBank) -> np.ndarray | None
         for _ in range(int(rng.integers(1, 4)))
     ]
     image = _to_mnist(_draw_strokes(strokes, rng, jitter=0.0, aspect=(0.6, 1.4)))
-    if image is None or _is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
+    if image is None or is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
         return None
     return image
 
@@ -595,6 +603,33 @@ def broken_digit(
     return image
 
 
+def cut_digit(rng: np.random.Generator, digits: np.ndarray, bank: DigitBank) -> np.ndarray | None:
+    """A training digit cut in two along a random line within 2 pixels of its centre of ink, one
+    piece pulled 7-11 pixels away across the cut (and up to 2 along it); None when a piece holds
+    under :data:`MIN_PIECE_INK` of the ink, or the result is a stick or lies as close to a training
+    digit as :data:`DIGIT_LIKE_DISTANCE`."""
+    digit = np.asarray(digits[int(rng.integers(len(digits)))], np.uint8)
+    angle = rng.uniform(0.0, math.pi)
+    normal = np.array([math.sin(angle), math.cos(angle)])  # (row, column)
+    centre = np.array(ndimage.center_of_mass(digit.astype(np.float64))) + rng.uniform(-2, 2, 2)
+    rows, cols = np.mgrid[0:28, 0:28]
+    side = (rows - centre[0]) * normal[0] + (cols - centre[1]) * normal[1] > 0
+    ink = digit.astype(np.float64)
+    if min(ink[side].sum(), ink[~side].sum()) < MIN_PIECE_INK * ink.sum():
+        return None
+    along = np.array([-normal[1], normal[0]])
+    offset = rng.uniform(7, 11) * normal + rng.uniform(-2, 2) * along
+    frame = np.zeros((56, 56), np.uint8)
+    frame[14:42, 14:42] = np.where(side, 0, digit)
+    moved = np.zeros((56, 56), np.uint8)
+    moved[14:42, 14:42] = np.where(side, digit, 0)
+    moved = ndimage.shift(moved, offset, order=1, prefilter=False)
+    image = _to_mnist(Image.fromarray(np.maximum(frame, moved)))
+    if image is None or is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
+        return None
+    return image
+
+
 def build_outlier_pool(
     n: int,
     seed: int,
@@ -603,8 +638,9 @@ def build_outlier_pool(
 ) -> np.ndarray:
     """``n`` outlier images, uint8 ``[n, 28, 28]``, the families in equal shares (seeded).
 
-    ``digits``/``labels`` are MNIST *training* digits for ``broken_digits`` and for
-    ``free_strokes``' digit-likeness check; without them those families are replaced by the others.
+    ``digits``/``labels`` are MNIST *training* digits for ``broken_digits`` and ``cut_digits``
+    and for the digit-likeness checks; without them those three families are replaced by the
+    others.
     """
     fonts = font_paths()
     makers: dict[str, Callable[[np.random.Generator], np.ndarray | None]] = {
@@ -620,6 +656,7 @@ def build_outlier_pool(
         bank = DigitBank(digits)
         makers["broken_digits"] = lambda r: broken_digit(r, digits, labels, bank)
         makers["free_strokes"] = lambda r: free_strokes(r, bank)
+        makers["cut_digits"] = lambda r: cut_digit(r, digits, bank)
     names = list(makers)
     pool = np.zeros((n, 28, 28), np.uint8)
     for i in range(n):

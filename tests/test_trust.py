@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from core.checkpoints import DEFAULT_DIRECTORY, read_metadata
 from core.data import load_mnist
@@ -26,8 +27,10 @@ from core.outliers import (
     DigitBank,
     broken_digit,
     build_outlier_pool,
+    cut_digit,
     draw_doodle,
     free_strokes,
+    is_stick,
     own_ink_share,
     silhouette,
 )
@@ -149,11 +152,11 @@ def test_pool_with_training_digits_draws_every_family_and_no_digit_like_stroke(
     np.testing.assert_array_equal(
         pool, build_outlier_pool(3 * len(FAMILIES), seed=5, digits=digits, labels=labels)
     )
-    strokes = pool[FAMILIES.index("free_strokes") :: len(FAMILIES)]
     bank = DigitBank(digits)
-    for image in strokes:
-        assert image.max() == 255
-        assert bank.nearest_distance(image) >= DIGIT_LIKE_DISTANCE
+    for family in ("free_strokes", "cut_digits"):
+        for image in pool[FAMILIES.index(family) :: len(FAMILIES)]:
+            assert image.max() == 255
+            assert bank.nearest_distance(image) >= DIGIT_LIKE_DISTANCE
     # the check itself: a training digit is at distance 0 from the bank, so it is never kept
     assert bank.nearest_distance(digits[7]) == pytest.approx(0.0, abs=1e-3)
 
@@ -210,6 +213,32 @@ def test_an_overlaid_pair_where_one_digit_hides_in_the_other_is_dropped() -> Non
         for seed in range(20)
     ]
     assert any(pair is not None for pair in apart)
+
+
+def test_a_cut_digit_falls_apart_into_two_pieces_and_never_repeats_a_bank_digit() -> None:
+    """A ring cut in two along a line near its centre is two arcs with a gap between them; the
+    same draw against a bank that holds the result is dropped, and so is every cut stick."""
+    ring = np.zeros((28, 28), np.uint8)
+    rows, cols = np.mgrid[0:28, 0:28]
+    radius = np.hypot(rows - 14, cols - 14)
+    ring[(radius > 6) & (radius < 9)] = 255
+    far = DigitBank(np.zeros((1, 28, 28), np.uint8))
+    pieces = []
+    for seed in range(10):
+        image = cut_digit(np.random.default_rng([5, seed]), ring[None], far)
+        np.testing.assert_array_equal(
+            image, cut_digit(np.random.default_rng([5, seed]), ring[None], far)
+        )
+        assert image is not None
+        pieces.append(ndimage.label(image > 64)[1])
+        twin = DigitBank(image[None])
+        assert cut_digit(np.random.default_rng([5, seed]), ring[None], twin) is None
+    assert min(pieces) >= 2
+    stick = np.zeros((1, 28, 28), np.uint8)
+    stick[0, 4:24, 13:16] = 255
+    for seed in range(10):
+        image = cut_digit(np.random.default_rng([6, seed]), stick, far)
+        assert image is None or not is_stick(image)
 
 
 def test_free_strokes_drop_sticks_and_digits_closer_than_the_cut() -> None:
@@ -270,6 +299,15 @@ def test_overlaid_digits_are_never_read_as_a_confident_digit(
     assert len(overlaid) == 40
     for variant in ("cnn1", "cnn2", "cnn3"):
         assert _confident_digits(predictor, variant, overlaid) == 0, variant
+
+
+@pytest.mark.parametrize("variant", ["cnn1", "cnn2", "cnn3"])
+def test_cut_digits_are_never_read_as_a_confident_digit(
+    predictor: Predictor, pool_with_digits: np.ndarray, variant: str
+) -> None:
+    cut = pool_with_digits[FAMILIES.index("cut_digits") :: len(FAMILIES)]
+    assert len(cut) == 40
+    assert _confident_digits(predictor, variant, cut) == 0
 
 
 def test_doodles_draw_every_kind_and_keep_waves_wide() -> None:
