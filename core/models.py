@@ -148,23 +148,25 @@ REGISTRY: dict[str, Variant] = {
         Variant(
             "cnn1",
             # One conv layer underfits under augmentation: no channel dropout there (measured: val
-            # 98.9% with 0.15, 99.3% without).
+            # 98.9% with 0.15, 99.3% without). With outlier exposure it needs the wider head and
+            # the longer schedule (measured on the same pool, at the default operating point:
+            # Fashion-MNIST rejected 96.85% with 128 units and 11 epochs, 99.35% with 256 and 16).
             CNNConfig(
                 "cnn1",
                 channels=(32,),
                 kernel_size=5,
-                hidden=128,
+                hidden=256,
                 block_dropout=0.0,
                 head_dropout=0.25,
             ),
-            epochs=11,
+            epochs=16,
             label="cnn1 · 1 conv block",
             colour="#60a5fa",
         ),
         Variant(
             "cnn2",
             CNNConfig("cnn2", channels=(32, 64), hidden=192),
-            epochs=13,
+            epochs=16,
             label="cnn2 · 2 conv blocks",
             colour="#f59e0b",
         ),
