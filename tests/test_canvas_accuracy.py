@@ -28,7 +28,7 @@ from tests.imagefactory import canvas_style_accuracy
 MAX_GAP = 0.005
 REGRESSION_GAP = 0.006
 # Measured on the shipped checkpoints (README, Results): the gap target is missed here.
-MISSES_TARGET = {"cnn1": "0.54 points"}
+MISSES_TARGET = {"cnn1": "0.52 points"}
 
 
 @pytest.fixture(scope="module")
