@@ -29,7 +29,7 @@ Families (:data:`FAMILIES`), each drawn the way the dashboard sees input:
   kept only when no MNIST training digit lies as close as a typical real digit lies to its
   nearest one (:data:`DIGIT_LIKE_DISTANCE`), and never a stick (a "1").
 - ``cut_digits``: an MNIST training digit cut in two along a random line near its centre, the
-  pieces pulled 5-9 pixels apart; each piece holds at least :data:`MIN_PIECE_INK` of the ink,
+  pieces pulled 7-11 pixels apart; each piece holds at least :data:`MIN_PIECE_INK` of the ink,
   and the result passes the same distance and stick checks as free strokes.
 
 Never anything digit-like: letters that read as digits (B D G I L O Q S Z, and J T ? that come
@@ -465,9 +465,9 @@ def _frame_filler(pen: ImageDraw.ImageDraw, rng: np.random.Generator, size: int)
 
 
 def silhouette(rng: np.random.Generator) -> np.ndarray | None:
-    """A filled, shaded shape, 28×28 directly: one to three random polygons or ellipses, or (one
-    time in :data:`FRAME_FILLER_SHARE`) a shape filling the frame from edge to edge, with at most one of them. None
-    for a sliver (under :data:`MIN_SILHOUETTE_AREA` pixels, or under 5 pixels across), which
+    """A filled, shaded shape, 28×28 directly: one to three random polygons or ellipses, or (a
+    :data:`FRAME_FILLER_SHARE` of the time) a shape filling the frame from edge to edge, with at
+    most one of them. None for a sliver (under :data:`MIN_SILHOUETTE_AREA` pixels, or under 5 pixels across), which
     would read as a "1"."""
     size = 112
     canvas = Image.new("L", (size, size), 0)
@@ -556,6 +556,14 @@ def is_stick(image: np.ndarray) -> bool:
     return len(rows) == 0 or (cols[-1] - cols[0] + 1) < 0.4 * (rows[-1] - rows[0] + 1)
 
 
+def _unless_digit_like(image: np.ndarray | None, bank: DigitBank) -> np.ndarray | None:
+    """``image``, or None when it is blank, a stick or lies as close to a training digit as a
+    typical real digit does (:data:`DIGIT_LIKE_DISTANCE`)."""
+    if image is None or is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
+        return None
+    return image
+
+
 def free_strokes(rng: np.random.Generator, bank: DigitBank) -> np.ndarray | None:
     """One to three smooth strokes (Catmull-Rom splines through three or four random points) with
     a round brush at canvas widths; None when it is a stick or lies as close to a training digit
@@ -564,10 +572,9 @@ def free_strokes(rng: np.random.Generator, bank: DigitBank) -> np.ndarray | None
         _catmull_rom(rng.uniform(0.0, 1.0, size=(int(rng.integers(3, 5)), 2)))
         for _ in range(int(rng.integers(1, 4)))
     ]
-    image = _to_mnist(_draw_strokes(strokes, rng, jitter=0.0, aspect=(0.6, 1.4)))
-    if image is None or is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
-        return None
-    return image
+    return _unless_digit_like(
+        _to_mnist(_draw_strokes(strokes, rng, jitter=0.0, aspect=(0.6, 1.4))), bank
+    )
 
 
 def own_ink_share(first: np.ndarray, second: np.ndarray) -> float:
@@ -611,10 +618,10 @@ def cut_digit(rng: np.random.Generator, digits: np.ndarray, bank: DigitBank) -> 
     digit = np.asarray(digits[int(rng.integers(len(digits)))], np.uint8)
     angle = rng.uniform(0.0, math.pi)
     normal = np.array([math.sin(angle), math.cos(angle)])  # (row, column)
-    centre = np.array(ndimage.center_of_mass(digit.astype(np.float64))) + rng.uniform(-2, 2, 2)
+    ink = digit.astype(np.float64)
+    centre = np.array(ndimage.center_of_mass(ink)) + rng.uniform(-2, 2, 2)
     rows, cols = np.mgrid[0:28, 0:28]
     side = (rows - centre[0]) * normal[0] + (cols - centre[1]) * normal[1] > 0
-    ink = digit.astype(np.float64)
     if min(ink[side].sum(), ink[~side].sum()) < MIN_PIECE_INK * ink.sum():
         return None
     along = np.array([-normal[1], normal[0]])
@@ -624,10 +631,7 @@ def cut_digit(rng: np.random.Generator, digits: np.ndarray, bank: DigitBank) -> 
     moved = np.zeros((56, 56), np.uint8)
     moved[14:42, 14:42] = np.where(side, digit, 0)
     moved = ndimage.shift(moved, offset, order=1, prefilter=False)
-    image = _to_mnist(Image.fromarray(np.maximum(frame, moved)))
-    if image is None or is_stick(image) or bank.nearest_distance(image) < DIGIT_LIKE_DISTANCE:
-        return None
-    return image
+    return _unless_digit_like(_to_mnist(Image.fromarray(np.maximum(frame, moved))), bank)
 
 
 def build_outlier_pool(
