@@ -291,9 +291,9 @@ def pool_with_digits(data_dir: Path) -> np.ndarray:
             variant,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="measured: the shipped cnn1 reads 2 of these 40 training pairs as a "
-                "confident digit (pairs 5 and 15: a 2 and an 8 with a second digit across them); "
-                "cnn2 and cnn3 read none",
+                reason="measured: the shipped cnn1 reads 1 of these 40 training pairs as a "
+                "confident digit (pair 5: a 2 with a second digit across it); cnn2 and cnn3 "
+                "read none",
             ),
         )
         if (family, variant) == ("broken_digits", "cnn1")
