@@ -32,10 +32,11 @@ Families (:data:`FAMILIES`), each drawn the way the dashboard sees input:
   pieces pulled 7-11 pixels apart; each piece holds at least :data:`MIN_PIECE_INK` of the ink,
   and the result passes the same distance and stick checks as free strokes.
 
-Never anything digit-like: letters that read as digits (B D G I L O Q S Z, and J T ? that come
-close to 1, 7 and 2, and lowercase a c r t y, $ and £) are left out; shapes are kept wider than
-tall sticks (a "1") and open (no ellipses, a "0"); no single MNIST digit is ever an outlier. Fashion-MNIST,
-uniform/Gaussian noise at the evaluation's seeds, the evaluation's letter/shape templates and the
+Never anything digit-like: letters that read as digits (B D G I L O Q S Z, and J ? that come
+close to 1 and 2, and lowercase a c r t y, $ and £) are left out, and every letter, drawn or set
+in a font, passes the same digit-likeness check as free strokes (a narrow T reads as a 1 or a 7);
+shapes are kept wider than tall sticks (a "1") and open (no ellipses, a "0"); no single MNIST
+digit is ever an outlier. Fashion-MNIST, uniform/Gaussian noise at the evaluation's seeds, the evaluation's letter/shape templates and the
 DejaVu fonts stay out of training: they are the test.
 """
 
@@ -65,7 +66,7 @@ FAMILIES: tuple[str, ...] = (
     "cut_digits",
 )
 # Letters (and symbols) that do not read as digits.
-TRAIN_GLYPHS = "ACEFHKMNPRUVWXYefhkmnpuvwx%&@#*+=€"
+TRAIN_GLYPHS = "ACEFHKMNPRTUVWXYefhkmnpuvwx%&@#*+=€"
 TRAIN_FONT_FAMILIES: tuple[str, ...] = ("liberation", "freefont")
 TRAIN_FONT_DIRS: tuple[Path, ...] = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
 CANVAS = 140
@@ -101,6 +102,7 @@ STROKE_LETTERS: dict[str, list[list[tuple[float, float]]]] = {
         [(0.2, 1.0), (0.2, 0.0), (0.7, 0.02), (0.85, 0.25), (0.7, 0.48), (0.2, 0.5)],
         [(0.45, 0.5), (0.9, 1.0)],
     ],
+    "T": [[(0.08, 0.06), (0.92, 0.0)], [(0.47, 0.03), (0.5, 1.0)]],
     "U": [[(0.12, 0.0), (0.12, 0.7), (0.3, 1.0), (0.7, 1.0), (0.88, 0.7), (0.88, 0.0)]],
     "V": [[(0.08, 0.0), (0.5, 1.0), (0.92, 0.0)]],
     "W": [[(0.0, 0.0), (0.25, 1.0), (0.5, 0.35), (0.75, 1.0), (1.0, 0.0)]],
@@ -170,8 +172,11 @@ def _draw_strokes(
     return canvas
 
 
-def font_glyph(rng: np.random.Generator, fonts: list[Path]) -> np.ndarray | None:
-    """One letter or symbol of :data:`TRAIN_GLYPHS` in a training font."""
+def font_glyph(
+    rng: np.random.Generator, fonts: list[Path], bank: DigitBank | None = None
+) -> np.ndarray | None:
+    """One letter or symbol of :data:`TRAIN_GLYPHS` in a training font; with ``bank``, None when
+    it is digit-like (:func:`_unless_digit_like`)."""
     glyph = TRAIN_GLYPHS[int(rng.integers(len(TRAIN_GLYPHS)))]
     size = int(rng.integers(40, 80))
     if fonts:
@@ -189,13 +194,19 @@ def font_glyph(rng: np.random.Generator, fonts: list[Path]) -> np.ndarray | None
         stroke_fill=255,
     )
     canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
-    return _to_mnist(canvas)
+    return _digit_like_checked(_to_mnist(canvas), bank)
 
 
-def stroke_letter(rng: np.random.Generator) -> np.ndarray | None:
-    """One letter of :data:`STROKE_LETTERS` drawn with a round brush."""
+def stroke_letter(rng: np.random.Generator, bank: DigitBank | None = None) -> np.ndarray | None:
+    """One letter of :data:`STROKE_LETTERS` drawn with a round brush; with ``bank``, None when it
+    is digit-like (:func:`_unless_digit_like`: a narrow T reads as a 1 or a 7)."""
     letter = sorted(STROKE_LETTERS)[int(rng.integers(len(STROKE_LETTERS)))]
-    return _to_mnist(_draw_strokes(STROKE_LETTERS[letter], rng))
+    return _digit_like_checked(_to_mnist(_draw_strokes(STROKE_LETTERS[letter], rng)), bank)
+
+
+def _digit_like_checked(image: np.ndarray | None, bank: DigitBank | None) -> np.ndarray | None:
+    """:func:`_unless_digit_like` where there is a bank of training digits, else ``image``."""
+    return image if bank is None else _unless_digit_like(image, bank)
 
 
 def _zigzag(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
@@ -647,17 +658,17 @@ def build_outlier_pool(
     others.
     """
     fonts = font_paths()
+    bank = DigitBank(digits) if digits is not None and labels is not None else None
     makers: dict[str, Callable[[np.random.Generator], np.ndarray | None]] = {
-        "font_glyphs": lambda r: font_glyph(r, fonts),
-        "stroke_letters": stroke_letter,
+        "font_glyphs": lambda r: font_glyph(r, fonts, bank),
+        "stroke_letters": lambda r: stroke_letter(r, bank),
         "shapes": shape,
         "doodles": doodle,
         "curves": curves,
         "silhouettes": silhouette,
         "textures": texture,
     }
-    if digits is not None and labels is not None:
-        bank = DigitBank(digits)
+    if bank is not None:
         makers["broken_digits"] = lambda r: broken_digit(r, digits, labels, bank)
         makers["free_strokes"] = lambda r: free_strokes(r, bank)
         makers["cut_digits"] = lambda r: cut_digit(r, digits, bank)
