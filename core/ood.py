@@ -187,12 +187,25 @@ def _bezier(points: np.ndarray, steps: int = 48) -> list[tuple[float, float]]:
 
 def render_scribble(rng: np.random.Generator) -> np.ndarray:
     """One to three random cubic Bézier strokes, white on black, MNIST format."""
+    return _scribble(rng)[0]
+
+
+def _scribble(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """:func:`render_scribble` and how many strokes it drew."""
     canvas = Image.new("L", (112, 112), 0)
     draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 4))):
+    strokes = int(rng.integers(1, 4))
+    for _ in range(strokes):
         points = rng.uniform(8, 104, size=(4, 2))
         draw.line(_bezier(points), fill=255, width=int(rng.integers(4, 11)), joint="curve")
-    return _to_mnist_format(canvas)
+    return _to_mnist_format(canvas), strokes
+
+
+def scribble_stroke_counts(n: int = 2000, seed: int = 0) -> np.ndarray:
+    """How many strokes each image of ``load_ood_set("scribbles", n, seed)`` has (int ``[n]``):
+    one random stroke is often a plausible 1, 7, 2 or 6, three rarely are."""
+    rng = np.random.default_rng([seed, OOD_SETS.index("scribbles")])
+    return np.array([_scribble(rng)[1] for _ in range(n)])
 
 
 @functools.lru_cache(maxsize=16)

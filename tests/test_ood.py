@@ -20,6 +20,7 @@ from core.ood import (
     msp_score,
     ood_report,
     rejection_rate,
+    scribble_stroke_counts,
     thresholds_for_coverage,
 )
 
@@ -144,6 +145,18 @@ def test_rendered_sets_follow_the_mnist_recipe(name):
         extent = max(np.ptp(ink_rows), np.ptp(ink_cols)) + 1
         assert 14 <= extent <= 22, "longer side fitted to about 20 px"
         assert image[0].sum() == image[-1].sum() == 0, "a black margin like MNIST"
+
+
+def test_scribble_stroke_counts_replay_the_set():
+    """The counts come from the very draws of the set: same length, one to three strokes each,
+    every count present, and three strokes leave more ink than one (median over the set)."""
+    images = load_ood_set("scribbles", n=300, seed=2)
+    counts = scribble_stroke_counts(300, seed=2)
+    assert counts.shape == (300,) and set(counts.tolist()) == {1, 2, 3}
+    np.testing.assert_array_equal(counts, scribble_stroke_counts(300, seed=2))
+    assert not np.array_equal(counts, scribble_stroke_counts(300, seed=3))
+    ink = (images > 64).reshape(300, -1).sum(1)
+    assert np.median(ink[counts == 3]) > 1.3 * np.median(ink[counts == 1])
 
 
 def test_noise_sets_have_the_documented_distributions():
