@@ -1,7 +1,7 @@
 """Canvas-style MNIST digits through the full pipeline: within 0.5 points of direct accuracy.
 
-The target (issue 12) is 0.5 points; the shipped CNNs measure 0.39 (`cnn1`), 0.38 (`cnn2`) and
-0.48 points (`cnn3`). A variant listed in :data:`MISSES_TARGET` has its target test as a strict
+The target (issue 12) is 0.5 points; the shipped CNNs measure 0.41 (`cnn1`), 0.44 (`cnn2`) and
+0.52 points (`cnn3`: 99.13% against 99.65%). A variant listed in :data:`MISSES_TARGET` has its target test as a strict
 expected failure, so it turns red the day the target is met and the mark must go, and every CNN
 must stay within :data:`REGRESSION_GAP` of what was measured.
 
@@ -28,7 +28,7 @@ from tests.imagefactory import canvas_style_accuracy
 MAX_GAP = 0.005
 REGRESSION_GAP = 0.006
 # Measured on the shipped checkpoints (README, Results): variants that miss the gap target.
-MISSES_TARGET: dict[str, str] = {}
+MISSES_TARGET: dict[str, str] = {"cnn3": "0.52 points"}
 
 
 @pytest.fixture(scope="module")
