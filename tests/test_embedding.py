@@ -294,7 +294,11 @@ def test_the_page_maps_the_digit_lists_neighbours_and_flips_the_answer(
     assert all(" · d=" in c for image in neighbour_images for c in image.captions)
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Map coordinates (CSV)", "Neighbours (CSV)"]
-    assert any("makes cnn3 say" in m.value for m in at.markdown)
+    # The shipped cnn3 (2026-12-04) cannot be pushed from this 7 to a 1 within the largest L2
+    # budget: the page says so instead of showing a change that does not flip the answer.
+    reached = any("makes cnn3 say" in m.value for m in at.markdown)
+    refused = [w.value for w in at.warning if "could not be made to say" in w.value]
+    assert reached != bool(refused), (reached, refused)
     assert any("property of the **model**" in i.value for i in at.info)
     assert len(at.get("plotly_chart")) == 2  # the map and the new probabilities
     names = [t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
