@@ -1,9 +1,9 @@
 """Canvas-style MNIST digits through the full pipeline: within 0.5 points of direct accuracy.
 
 The target (issue 12) is 0.5 points; the shipped CNNs measure 0.41 (`cnn1`), 0.44 (`cnn2`) and
-0.52 points (`cnn3`: 99.13% against 99.65%). A variant listed in :data:`MISSES_TARGET` has its target test as a strict
-expected failure, so it turns red the day the target is met and the mark must go, and every CNN
-must stay within :data:`REGRESSION_GAP` of what was measured.
+0.52 points (`cnn3`: 99.13% against 99.65%). A variant listed in :data:`MISSES_TARGET` has its
+target test as a strict expected failure, so it turns red the day the target is met and the
+mark must go, and every CNN must stay within :data:`REGRESSION_GAP` of what was measured.
 
 All 10,000 test digits are drawn the way people draw on the 280×280 canvas (thick strokes,
 30-90 % of the height, anywhere, black on white or transparent; see ``tests.imagefactory``), then

@@ -304,7 +304,7 @@ def pool_with_digits(data_dir: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "family", ["stroke_letters", "free_strokes", "broken_digits", "cut_digits"]
+    "family", ["font_glyphs", "stroke_letters", "free_strokes", "broken_digits", "cut_digits"]
 )
 @pytest.mark.parametrize("variant", ["cnn1", "cnn2", "cnn3"])
 def test_families_checked_against_training_digits_are_never_read_as_a_confident_digit(
